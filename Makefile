@@ -1,0 +1,73 @@
+# shop — `make help` lists the targets. Tools are installed by deploy/bootstrap.sh into a
+# per-user cache and reached through .tools/ (git-ignored).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+UV      := .tools/bin/uv
+PY      := .venv/bin/python
+PROTOS  := $(shell find proto -name '*.proto')
+GEN     := libs/protos/src
+STAMP   := $(GEN)/shop/.generated
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: bootstrap
+bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger, Prometheus, grpcurl, ghz, buf)
+	deploy/bootstrap.sh
+
+.venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) deploy/versions.env
+	deploy/bootstrap.sh python
+	@touch $@
+
+.PHONY: install
+install: .venv/.synced $(STAMP) ## Python workspace (.venv) and generated protobuf code
+
+.PHONY: proto
+proto: $(STAMP) ## Generate Python code and type stubs from proto/ into libs/protos
+
+$(STAMP): $(PROTOS) .venv/.synced
+	rm -rf $(GEN)/shop
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iproto -I$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))') \
+	  --python_out=$(GEN) --grpc_python_out=$(GEN) --mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
+	find $(GEN)/shop -type d -exec touch {}/__init__.py \;
+	touch $(GEN)/shop/py.typed $@
+
+.PHONY: run
+run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C stops all
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
+	$(PY) -m shop_devstack run
+
+.PHONY: test
+test: install ## Unit + integration tests (starts a private Kafka on other ports)
+	deploy/bootstrap.sh kafka grpcurl
+	$(PY) -m pytest services libs/chassis/tests
+
+.PHONY: test-unit
+test-unit: install ## Unit tests only (no Kafka)
+	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit
+
+.PHONY: lint
+lint: install ## ruff + mypy on our code, buf lint on proto/, promtool on deploy/prometheus
+	deploy/bootstrap.sh buf prometheus
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy libs/chassis/src libs/devstack/src services/*/src
+	cd proto && ../.tools/bin/buf lint
+	.tools/bin/promtool check config deploy/prometheus/prometheus.yml
+
+.PHONY: fmt
+fmt: install ## Format and auto-fix with ruff
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+.PHONY: clean
+clean: ## Remove var/ (Kafka data, databases, logs), .venv, generated code, caches in the tree
+	rm -rf var .venv $(GEN)/shop .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: clean-cache
+clean-cache: ## Also remove the per-user tool cache (next bootstrap downloads/builds again)
+	rm -rf "$${SHOP_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/shop}" .tools

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Installs the tools the project runs with, idempotently, into a per-user cache keyed by
+# version (so a fresh clone on the same machine reuses them) and links them into the
+# git-ignored .tools/ folder of this checkout.
+#
+#   deploy/bootstrap.sh [component ...]     components: python kafka jaeger prometheus
+#                                           grpcurl ghz buf   (default: all)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/versions.env
+source "$root/deploy/versions.env"
+cache=${SHOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shop}
+tools=$root/.tools
+mkdir -p "$cache" "$tools/bin"
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
+need() {  # need <command> <how to get it>
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH. $2"
+}
+link() { ln -sfn "$1" "$2"; }
+
+install_python() {
+  need python3 "Install Python 3.11+ (Debian: apt-get install python3 python3-venv)."
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "python3 is $(python3 -V 2>&1); 3.11 or newer is needed."
+  local uvdir=$cache/uv-$UV_VERSION
+  if [ ! -f "$uvdir/.complete" ]; then
+    say "installing uv $UV_VERSION from PyPI into $uvdir"
+    rm -rf "$uvdir"
+    python3 -m venv "$uvdir"
+    "$uvdir/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+    touch "$uvdir/.complete"
+  fi
+  link "$uvdir/bin/uv" "$tools/bin/uv"
+  say "syncing the Python workspace (.venv) from uv.lock"
+  (cd "$root" && UV_PYTHON_DOWNLOADS=never "$tools/bin/uv" sync --locked --all-packages \
+      --python python3 --quiet)
+}
+
+install_kafka() {
+  need java "Install a JDK 17+ (Debian: apt-get install openjdk-17-jdk-headless)."
+  need mvn "Install Maven (Debian: apt-get install maven)."
+  local dir=$cache/kafka-$KAFKA_VERSION
+  if [ ! -f "$dir/.complete" ]; then
+    say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $dir"
+    rm -rf "$dir" && mkdir -p "$dir"
+    mvn -B -ntp -f "$root/deploy/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs" \
+      | grep -E 'Copying|BUILD|ERROR' | sed 's/^/  /' >&2
+    touch "$dir/.complete"
+  fi
+  link "$dir/libs" "$tools/kafka-libs"
+}
+
+go_install() {  # go_install <name> <package> <version>
+  need go "Install Go 1.24+ (https://go.dev/doc/install or Debian's golang-go)."
+  local name=$1 pkg=$2 version=$3 dir=$cache/$1-$3
+  if [ ! -x "$dir/$name" ]; then
+    say "building $name $version with the Go toolchain (first time only; a few minutes)"
+    GOBIN="$dir" go install "$pkg@$version"
+  fi
+  link "$dir/$name" "$tools/bin/$name"
+}
+
+install_jaeger() {
+  need go "Install Go 1.24+ (https://go.dev/doc/install or Debian's golang-go)."
+  local dir=$cache/jaeger-$JAEGER_VERSION
+  if [ ! -x "$dir/jaeger" ]; then
+    say "building Jaeger $JAEGER_VERSION with the Go toolchain (first time only; 3-8 minutes)"
+    grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$root/deploy/jaeger/build/go.mod" \
+      || die "deploy/jaeger/build/go.mod does not pin jaeger $JAEGER_VERSION; run: cd deploy/jaeger/build && go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+    mkdir -p "$dir"
+    (cd "$root/deploy/jaeger/build" && go build -trimpath -o "$dir/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+    mv "$dir/jaeger.tmp" "$dir/jaeger"
+  fi
+  link "$dir/jaeger" "$tools/bin/jaeger"
+}
+
+install_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "prometheus is not installed and apt-get is missing; install Prometheus $PROMETHEUS_VERSION and put it on PATH."
+    [ "$(id -u)" = 0 ] || die "prometheus is missing; install it as root: apt-get update && apt-get install -y prometheus"
+    say "installing Debian's prometheus package (apt-get)"
+    # Keep the package's init script from starting a daemon on :9090: we run our own.
+    local blocker=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    [ "$added" = 1 ] && rm -f "$blocker"
+  fi
+  local have
+  have=$(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')
+  [ "${have%.*}" = "${PROMETHEUS_VERSION%.*}" ] \
+    || die "prometheus $have is installed; this project is pinned to $PROMETHEUS_VERSION (deploy/versions.env)."
+  link "$(command -v prometheus)" "$tools/bin/prometheus"
+  link "$(command -v promtool)" "$tools/bin/promtool"
+}
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf)
+for c in "${components[@]}"; do
+  case $c in
+    python) install_python ;;
+    kafka) install_kafka ;;
+    jaeger) install_jaeger ;;
+    prometheus) install_prometheus ;;
+    grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
+    ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
+    buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
+    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf)" ;;
+  esac
+done

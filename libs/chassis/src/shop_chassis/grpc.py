@@ -1,0 +1,77 @@
+"""The gRPC server every service runs: grpc.aio, health checking, reflection, interceptors.
+
+It is a mode.Service so the Faust app can start it after its producer and consumer and,
+on SIGTERM/SIGINT, stop it *first*: health flips to NOT_SERVING, new calls are refused,
+in-flight calls get `grace` seconds to finish, and only then does the Faust worker stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mode import Service
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+log = structlog.get_logger(__name__)
+
+#: Adds one servicer to a server, e.g. ``lambda s: add_OrderServiceServicer_to_server(x, s)``.
+Registrar = Callable[[grpc.aio.Server], None]
+
+
+class GrpcServerService(Service):
+    """Serves `registrars` on `address` until stopped."""
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        service_names: Sequence[str],
+        registrars: Sequence[Registrar],
+        grace_seconds: float,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.address = address
+        self.service_names = list(service_names)
+        self.registrars = list(registrars)
+        self.grace_seconds = grace_seconds
+        self.interceptors = list(interceptors)
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+
+    async def on_start(self) -> None:
+        server = grpc.aio.server(
+            interceptors=[aio_server_interceptor(), *self.interceptors],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        for register in self.registrars:
+            register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        # add_insecure_port raises RuntimeError when the port is taken; say which one.
+        try:
+            server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            raise RuntimeError(f"cannot listen on {self.address} (port in use?)") from exc
+        await server.start()
+        self.server = server
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("grpc_server_started", address=self.address, services=self.service_names)
+
+    async def on_stop(self) -> None:
+        if self.server is None:
+            return
+        log.info("grpc_server_stopping", grace_seconds=self.grace_seconds)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.grace_seconds)
+        self.server = None
+        log.info("grpc_server_stopped")

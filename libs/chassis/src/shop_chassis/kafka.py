@@ -1,0 +1,87 @@
+"""The Faust app of a service: broker, explicit topics, and the services it hosts.
+
+Topics are declared by the code with an explicit partition count and replication factor
+(the broker's auto-creation would pick its own defaults). The app starts its hosted
+services (topic declaration, then the gRPC server) after its producer and consumer, and
+stops them before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.types import TopicT
+from mode import Service, ServiceT
+
+from shop_chassis.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+class TopicDeclarations(Service):
+    """Creates the app's topics (if missing) once the producer is up."""
+
+    def __init__(self, topics: Sequence[TopicT], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topics = list(topics)
+
+    async def on_start(self) -> None:
+        for topic in self.topics:
+            await topic.maybe_declare()
+        log.info("kafka_topics_declared", topics=[t.get_topic_name() for t in self.topics])
+
+
+class ShopApp(faust.App):
+    """A faust.App that starts `hosted` services last and stops them first."""
+
+    hosted: list[ServiceT]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hosted = []
+
+    def host(self, service: ServiceT) -> None:
+        self.hosted.append(service)
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        yield from super().on_init_dependencies()
+        yield from self.hosted
+
+
+def create_app(settings: ServiceSettings) -> ShopApp:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return ShopApp(
+        f"shop-{settings.service}",  # also the consumer group: one per service
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=True,
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        # Local, single-broker timings: joins and rebalances in seconds, not half a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=10.0,
+        worker_redirect_stdouts=False,
+    )
+
+
+def declare_topic(app: faust.App, settings: ServiceSettings, name: str, **kwargs: Any) -> TopicT:
+    """A topic with the configured partitions and replication, raw bytes in and out."""
+    return app.topic(
+        name,
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        **kwargs,
+    )
+
+
+ORDERS_TOPIC = "shop.orders.v1"  # key = order_id: OrderConfirmed, OrderCancelled
+INVENTORY_TOPIC = "shop.inventory.v1"  # key = sku: StockReserved, StockReleased, StockLow

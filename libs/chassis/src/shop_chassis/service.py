@@ -1,0 +1,98 @@
+"""`run_service`: the one way a shop service process starts.
+
+It reads settings, sets up logging, tracing and /metrics, creates the Faust app, lets the
+service wire its own parts into it (`wire`), hosts the gRPC server on the app, and runs the
+Faust worker until SIGTERM/SIGINT. Everything is built here, at run time, never on import.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import faust
+import grpc
+import structlog
+from faust.contrib.opentelemetry import setup_opentelemetry
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TopicT
+from mode import ServiceT
+
+from shop_chassis.grpc import GrpcServerService, Registrar
+from shop_chassis.kafka import ShopApp, TopicDeclarations, create_app
+from shop_chassis.logging import configure_logging
+from shop_chassis.metrics import MetricsEndpoint
+from shop_chassis.settings import ServiceSettings, SettingsError
+from shop_chassis.telemetry import Telemetry
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ServiceParts:
+    """What a service's bootstrap hands the chassis."""
+
+    grpc_service_names: Sequence[str]
+    grpc_registrars: Sequence[Registrar]
+    topics: Sequence[TopicT]
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    # Started after the topics are declared and before the gRPC server (e.g. the outbox relay).
+    background: Sequence[ServiceT] = field(default_factory=list)
+
+
+Wire = Callable[[ServiceSettings, ShopApp], ServiceParts]
+
+
+def run_service(service: str, wire: Wire) -> NoReturn:
+    try:
+        settings = ServiceSettings.from_env(service)
+    except SettingsError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    log_config = configure_logging(service, settings.log_level, settings.log_format)
+    telemetry = Telemetry(service)
+    telemetry.start()
+    metrics = MetricsEndpoint(settings.bind_host, settings.metrics_port)
+    try:
+        metrics.start()
+    except OSError as exc:
+        log.error("metrics_port_unavailable", port=settings.metrics_port, error=str(exc))
+        raise SystemExit(1) from None
+
+    app = create_app(settings)
+    setup_prometheus_sensors(app, name_prefix=f"shop_{service}_faust")
+    setup_opentelemetry(app)
+    parts = wire(settings, app)
+    app.host(TopicDeclarations(parts.topics))
+    for background in parts.background:
+        app.host(background)
+    app.host(
+        GrpcServerService(
+            address=settings.grpc_address,
+            service_names=parts.grpc_service_names,
+            registrars=parts.grpc_registrars,
+            interceptors=parts.interceptors,
+            grace_seconds=settings.shutdown_grace_seconds,
+        )
+    )
+    log.info(
+        "service_starting",
+        grpc=settings.grpc_address,
+        metrics=f"{settings.bind_host}:{settings.metrics_port}",
+        kafka=settings.kafka_bootstrap_servers,
+    )
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=log_config,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        telemetry.shutdown()
+        metrics.stop()

@@ -1,0 +1,113 @@
+"""Settings read from environment variables once, at start-up.
+
+Every variable has a default that works on a developer machine; a malformed value stops
+the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_GRPC_PORTS = {"orders": 50051, "inventory": 50052, "notifier": 50053}
+DEFAULT_METRICS_PORTS = {"orders": 9101, "inventory": 9102, "notifier": 9103}
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+
+class Env:
+    """Typed access to environment variables with errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def text(self, name: str, default: str) -> str:
+        value = self._environ.get(name, default).strip()
+        if not value:
+            raise SettingsError(f"{name} is set but empty")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+        raw = self._environ.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self._environ.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, minimum=1, maximum=65535)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """What the chassis needs to run one service process."""
+
+    service: str
+    bind_host: str
+    grpc_port: int
+    metrics_port: int
+    kafka_bootstrap_servers: str
+    topic_partitions: int
+    topic_replication_factor: int
+    var_dir: Path
+    log_level: str
+    log_format: str  # "json", "console" or "auto" (console on a TTY)
+    shutdown_grace_seconds: float
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.bind_host}:{self.grpc_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """This service's own folder under var/ (databases, Faust state)."""
+        return self.var_dir / self.service
+
+    @classmethod
+    def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = Env(environ)
+        prefix = service.upper()
+        log_format = env.text("LOG_FORMAT", "auto").lower()
+        if log_format not in {"json", "console", "auto"}:
+            raise SettingsError(f"LOG_FORMAT must be json, console or auto, got {log_format!r}")
+        log_level = env.text("LOG_LEVEL", "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise SettingsError(
+                f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
+            )
+        return cls(
+            service=service,
+            bind_host=env.text("SHOP_BIND_HOST", "127.0.0.1"),
+            grpc_port=env.port(f"{prefix}_GRPC_PORT", DEFAULT_GRPC_PORTS.get(service, 50050)),
+            metrics_port=env.port(
+                f"{prefix}_METRICS_PORT", DEFAULT_METRICS_PORTS.get(service, 9100)
+            ),
+            kafka_bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            topic_partitions=env.integer("KAFKA_TOPIC_PARTITIONS", 3, minimum=1, maximum=1000),
+            topic_replication_factor=env.integer("KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10),
+            var_dir=Path(env.text("SHOP_VAR_DIR", "var")).resolve(),
+            log_level=log_level,
+            log_format=log_format,
+            shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10.0),
+        )

@@ -1,0 +1,136 @@
+"""The platform as a user meets it: real Kafka, the three service processes, grpcurl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC
+from shop_devstack.procs import Process, StackError, free_port
+from shop_devstack.stack import Stack, Supervisor, grpc_serving
+
+pytestmark = pytest.mark.integration
+
+GRPCURL = str(Path(__file__).parents[4] / ".tools" / "bin" / "grpcurl")
+APIS = {
+    "orders": "shop.orders.v1.OrderService",
+    "inventory": "shop.inventory.v1.InventoryService",
+    "notifier": "shop.notifier.v1.NotifierService",
+}
+
+
+def grpcurl(*args: str) -> str:
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("name", list(APIS))
+def test_grpcurl_lists_the_api_health_and_reflection(services: dict[str, str], name: str) -> None:
+    listed = grpcurl(services[name], "list").split()
+    assert sorted(listed) == sorted(
+        [APIS[name], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"]
+    )
+
+
+@pytest.mark.parametrize("name", list(APIS))
+def test_health_check_answers_serving_for_the_server_and_its_api(
+    services: dict[str, str], name: str
+) -> None:
+    assert json.loads(grpcurl(services[name], "grpc.health.v1.Health/Check")) == {
+        "status": "SERVING"
+    }
+    request = json.dumps({"service": APIS[name]})
+    assert json.loads(grpcurl("-d", request, services[name], "grpc.health.v1.Health/Check")) == {
+        "status": "SERVING"
+    }
+
+
+def test_metrics_endpoint_of_each_service_answers(stack: Stack, services: dict[str, str]) -> None:
+    for name in services:
+        url = f"http://127.0.0.1:{stack.ports.metrics[name]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+        assert "python_info" in body
+        assert f"shop_{name}_faust_messages_received" in body
+
+
+async def test_services_declared_the_topics_with_explicit_partitions(
+    stack: Stack, services: dict[str, str]
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([ORDERS_TOPIC, INVENTORY_TOPIC])
+    finally:
+        await admin.close()
+    partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    assert partitions == {ORDERS_TOPIC: 3, INVENTORY_TOPIC: 3}
+
+
+async def test_python_produces_to_and_consumes_from_kafka_with_headers(stack: Stack) -> None:
+    topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        metadata = await producer.send_and_wait(
+            topic, b"payload", key=b"order-1", headers=[("event-type", b"Test")]
+        )
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
+    assert (record.partition, record.offset) == (metadata.partition, metadata.offset)
+    assert (record.key, record.value) == (b"order-1", b"payload")
+    assert list(record.headers) == [("event-type", b"Test")]
+
+
+async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:
+    """A second inventory process on its own ports: SIGTERM must end it with code 0."""
+    port = free_port()
+    spec = stack.service(
+        "inventory",
+        {
+            "INVENTORY_GRPC_PORT": str(port),
+            "INVENTORY_METRICS_PORT": str(free_port()),
+            "OTEL_SDK_DISABLED": "true",
+        },
+    )
+    spec.ports = {}
+    spec.ready = lambda: grpc_serving(f"127.0.0.1:{port}")
+    supervisor = Supervisor(stack.var_dir / "sigterm", out=None)
+    process: Process = await supervisor.start(spec)
+    await process.stop()
+    assert process.proc is not None
+    assert process.proc.returncode == 0
+
+
+def test_a_second_stack_on_busy_ports_fails_fast_naming_the_port(
+    stack: Stack, services: dict[str, str]
+) -> None:
+    with pytest.raises(StackError, match=rf"port {stack.ports.grpc['orders']} \(orders grpc\)"):
+        Supervisor.check_ports([stack.service("orders")])

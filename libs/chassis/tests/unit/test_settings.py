@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+from shop_chassis.settings import ServiceSettings, SettingsError
+
+
+def test_defaults_listen_on_loopback_with_the_documented_ports() -> None:
+    settings = ServiceSettings.from_env("orders", environ={})
+    assert settings.grpc_address == "127.0.0.1:50051"
+    assert settings.metrics_port == 9101
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.topic_partitions == 3
+
+
+def test_each_service_reads_its_own_port_variables() -> None:
+    environ = {"INVENTORY_GRPC_PORT": "6000", "ORDERS_GRPC_PORT": "7000"}
+    assert ServiceSettings.from_env("inventory", environ).grpc_port == 6000
+    assert ServiceSettings.from_env("notifier", environ).grpc_port == 50053
+
+
+def test_data_dir_is_the_services_own_folder_under_var() -> None:
+    settings = ServiceSettings.from_env("notifier", {"SHOP_VAR_DIR": "/srv/shop"})
+    assert settings.data_dir == Path("/srv/shop/notifier")
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"ORDERS_GRPC_PORT": "http"}, "ORDERS_GRPC_PORT"),
+        ({"ORDERS_METRICS_PORT": "70000"}, "ORDERS_METRICS_PORT"),
+        ({"KAFKA_TOPIC_PARTITIONS": "0"}, "KAFKA_TOPIC_PARTITIONS"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": " "}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"SHUTDOWN_GRACE_SECONDS": "soon"}, "SHUTDOWN_GRACE_SECONDS"),
+    ],
+)
+def test_a_malformed_variable_fails_fast_and_is_named(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        ServiceSettings.from_env("orders", environ)

@@ -1,0 +1,3 @@
+from shop_devstack.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""`python -m shop_devstack run`: the whole system in the foreground, as `make run` does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+from shop_devstack.procs import StackError
+from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
+
+
+def _banner(ports: Ports, seconds: float) -> str:
+    g = ports.grpc
+    lines = [
+        "",
+        f"shop is up in {seconds:.1f} s — Ctrl-C stops everything.",
+        "",
+        f"  orders      grpc 127.0.0.1:{g['orders']}     metrics http://127.0.0.1:{ports.metrics['orders']}/metrics",
+        f"  inventory   grpc 127.0.0.1:{g['inventory']}     metrics http://127.0.0.1:{ports.metrics['inventory']}/metrics",
+        f"  notifier    grpc 127.0.0.1:{g['notifier']}     metrics http://127.0.0.1:{ports.metrics['notifier']}/metrics",
+        f"  kafka       127.0.0.1:{ports.kafka}",
+        f"  jaeger      http://127.0.0.1:{ports.jaeger_ui}  (API: /api/services, /api/traces)",
+        f"  prometheus  http://127.0.0.1:{ports.prometheus}",
+        "",
+        "Try:",
+        f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['orders']} list",
+        f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['inventory']} grpc.health.v1.Health/Check",
+        f"  .tools/bin/grpcurl -plaintext -d '{{}}' 127.0.0.1:{g['inventory']}"
+        " shop.inventory.v1.InventoryService/ListProducts",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run(var_dir: Path) -> int:
+    started = time.monotonic()
+    ports = Ports.from_env()
+    stack = Stack(var_dir, ports)
+    supervisor = Supervisor(var_dir, sys.stdout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        specs_without_kafka = [stack.jaeger(), stack.prometheus(), *map(stack.service, SERVICES)]
+        supervisor.check_ports(specs_without_kafka)
+        kafka = await stack.kafka()
+        supervisor.check_ports([kafka])
+        for spec in [kafka, *specs_without_kafka]:
+            step = asyncio.ensure_future(supervisor.start(spec))
+            print(f"[run] starting {spec.name} …", flush=True)
+            waiter = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if step not in done:
+                step.cancel()
+                print("[run] interrupted while starting; stopping", flush=True)
+                return 130
+            step.result()
+        print(_banner(ports, time.monotonic() - started), flush=True)
+        while not stop.is_set():
+            if (dead := supervisor.first_exited()) is not None:
+                code = dead.proc.returncode if dead.proc else "?"
+                print(
+                    f"[run] {dead.spec.name} exited with code {code}; stopping the rest",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            await asyncio.sleep(0.5)
+        print("[run] stopping …", flush=True)
+        return 0
+    except StackError as exc:
+        print(f"[run] error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await supervisor.stop_all()
+        print("[run] all processes stopped", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="shop-stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_cmd = sub.add_parser("run", help="start everything in the foreground")
+    run_cmd.add_argument("--var-dir", type=Path, default=None, help="default: <repo>/var")
+    args = parser.parse_args()
+    var_dir = (args.var_dir or repo_root() / "var").resolve()
+    sys.exit(asyncio.run(run(var_dir)))

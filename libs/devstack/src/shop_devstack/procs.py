@@ -1,0 +1,143 @@
+"""Child processes that are started in their own process group, have their output
+prefixed and streamed, and are stopped (TERM, then KILL) as a group."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+Probe = Callable[[], Awaitable[bool]]
+
+_COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93"]
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: on Linux, get SIGTERM if the supervisor dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    ready: Probe
+    ports: Mapping[str, int]  # what the process listens on, by role, for the port check
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    start_timeout: float = 90.0
+    stop_timeout: float = 20.0
+
+
+class Process:
+    def __init__(self, spec: ProcessSpec, index: int, out: TextIO | None, log_file: Path) -> None:
+        self.spec = spec
+        self._out = out
+        self._log_file = log_file
+        colour = _COLOURS[index % len(_COLOURS)]
+        self._prefix = (
+            f"\033[{colour}m{spec.name:<10}|\033[0m "
+            if out and out.isatty()
+            else (f"{spec.name:<10}| ")
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.spec.argv,
+            env={**os.environ, **self.spec.env},
+            cwd=self.spec.cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self._pump = asyncio.create_task(self._copy_output())
+
+    async def _copy_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self._log_file.open("ab") as log:
+            while line := await self.proc.stdout.readline():
+                log.write(line)
+                log.flush()
+                if self._out is not None:
+                    self._out.write(self._prefix + line.decode(errors="replace"))
+                    self._out.flush()
+
+    @property
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
+
+    async def wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.start_timeout
+        while loop.time() < deadline:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise StackError(
+                    f"{self.spec.name} exited with code {self.proc.returncode}"
+                    f" while starting; its output is in {self._log_file}"
+                )
+            with contextlib.suppress(Exception):
+                if await self.spec.ready():
+                    return
+            await asyncio.sleep(0.25)
+        raise StackError(
+            f"{self.spec.name} was not ready after {self.spec.start_timeout:.0f} s;"
+            f" its output is in {self._log_file}"
+        )
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            await self._finish_pump()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), self.spec.stop_timeout)
+        except TimeoutError:
+            print(
+                f"{self.spec.name}: no exit after {self.spec.stop_timeout:.0f} s, killing",
+                file=sys.stderr,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        await self._finish_pump()
+
+    async def _finish_pump(self) -> None:
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._pump, 5)
+
+
+class StackError(RuntimeError):
+    """The stack could not be started; the message says what to do."""
