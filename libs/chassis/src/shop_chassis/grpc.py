@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from mode import Service
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from shop_chassis.errors import ErrorMappingInterceptor
+
 log = structlog.get_logger(__name__)
 
 #: Adds one servicer to a server, e.g. ``lambda s: add_OrderServiceServicer_to_server(x, s)``.
@@ -47,7 +49,8 @@ class GrpcServerService(Service):
 
     async def on_start(self) -> None:
         server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), *self.interceptors],
+            # Outermost first: tracing sees the final status; errors are mapped innermost.
+            interceptors=[aio_server_interceptor(), *self.interceptors, ErrorMappingInterceptor()],
             options=[("grpc.so_reuseport", 0)],
         )
         for register in self.registrars:

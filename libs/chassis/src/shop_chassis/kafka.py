@@ -13,6 +13,8 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import TopicT
 from mode import Service, ServiceT
 
@@ -22,31 +24,62 @@ log = structlog.get_logger(__name__)
 
 
 class TopicDeclarations(Service):
-    """Creates the app's topics (if missing) once the producer is up."""
+    """Creates the service's topics, if missing, before its consumer subscribes to them."""
 
-    def __init__(self, topics: Sequence[TopicT], **kwargs: Any) -> None:
+    def __init__(self, bootstrap_servers: str, topics: Sequence[TopicT], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.bootstrap_servers = bootstrap_servers
         self.topics = list(topics)
 
     async def on_start(self) -> None:
-        for topic in self.topics:
-            await topic.maybe_declare()
-        log.info("kafka_topics_declared", topics=[t.get_topic_name() for t in self.topics])
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(
+                    topic.get_topic_name(),
+                    num_partitions=topic.partitions,
+                    replication_factor=topic.replicas,
+                )
+                for topic in self.topics
+                if topic.get_topic_name() not in existing
+            ]
+            if missing:
+                response = await admin.create_topics(missing)
+                for name, code, message in _topic_errors(response):
+                    if code != TopicAlreadyExistsError.errno:  # another worker was first
+                        raise RuntimeError(f"creating Kafka topic {name} failed: {message}")
+        finally:
+            await admin.close()
+        log.info("kafka_topics_ready", created=[t.name for t in missing])
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str]]:
+    return [
+        (error[0], error[1], error[2] if len(error) > 2 else "")
+        for error in response.topic_errors
+        if error[1] != 0
+    ]
 
 
 class ShopApp(faust.App):
-    """A faust.App that starts `hosted` services last and stops them first."""
+    """A faust.App that starts `early` services before its consumer and producer, and
+    `hosted` services after them (stopping those first)."""
 
+    early: list[ServiceT]
     hosted: list[ServiceT]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.early = []
         self.hosted = []
 
-    def host(self, service: ServiceT) -> None:
-        self.hosted.append(service)
+    def host(self, service: ServiceT, *, before_kafka_clients: bool = False) -> None:
+        (self.early if before_kafka_clients else self.hosted).append(service)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
+        yield from self.early
         yield from super().on_init_dependencies()
         yield from self.hosted
 
@@ -84,4 +117,4 @@ def declare_topic(app: faust.App, settings: ServiceSettings, name: str, **kwargs
 
 
 ORDERS_TOPIC = "shop.orders.v1"  # key = order_id: OrderConfirmed, OrderCancelled
-INVENTORY_TOPIC = "shop.inventory.v1"  # key = sku: StockReserved, StockReleased, StockLow
+INVENTORY_TOPIC = "shop.inventory.v1"  # StockLow (key = sku), StockReserved/Released (order_id)

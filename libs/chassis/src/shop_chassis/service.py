@@ -66,7 +66,10 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     setup_prometheus_sensors(app, name_prefix=f"shop_{service}_faust")
     setup_opentelemetry(app)
     parts = wire(settings, app)
-    app.host(TopicDeclarations(parts.topics))
+    app.host(
+        TopicDeclarations(settings.kafka_bootstrap_servers, parts.topics),
+        before_kafka_clients=True,
+    )
     for background in parts.background:
         app.host(background)
     app.host(

@@ -31,7 +31,9 @@ class Env:
             raise SettingsError(f"{name} is set but empty")
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31 - 1
+    ) -> int:
         raw = self._environ.get(name)
         if raw is None:
             return default
@@ -105,7 +107,9 @@ class ServiceSettings:
             ),
             kafka_bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             topic_partitions=env.integer("KAFKA_TOPIC_PARTITIONS", 3, minimum=1, maximum=1000),
-            topic_replication_factor=env.integer("KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10),
+            topic_replication_factor=env.integer(
+                "KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10
+            ),
             var_dir=Path(env.text("SHOP_VAR_DIR", "var")).resolve(),
             log_level=log_level,
             log_format=log_format,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -85,9 +85,8 @@ async def _http_ok(url: str) -> bool:
 
 async def grpc_serving(address: str) -> bool:
     async with grpc.aio.insecure_channel(address) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=2
-        )
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs package omits its methods
+        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 

@@ -1,18 +1,39 @@
-"""Wires the inventory service: its gRPC API and its Kafka topic."""
+"""Wires the inventory service: database, outbox relay, gRPC API and Kafka agents."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from shop_chassis.kafka import INVENTORY_TOPIC, ShopApp, declare_topic
+from shop_chassis.db import Database, DatabaseLifecycle, default_url
+from shop_chassis.events import subscribe
+from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
+from shop_chassis.outbox import OutboxRelay
 from shop_chassis.service import ServiceParts
-from shop_chassis.settings import ServiceSettings
+from shop_chassis.settings import Env, ServiceSettings
 
+from inventory.adapters.tables import outbox
+from inventory.entrypoints.events import order_event_handlers
 from inventory.entrypoints.grpc_api import InventoryServicer
+from inventory.service_layer.stock import StockService
+
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
 def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
-    servicer = InventoryServicer()
+    env = Env()
+    database = Database(env.text("INVENTORY_DATABASE_URL", default_url(settings.data_dir)))
+    database.migrate(MIGRATIONS)
+    relay = OutboxRelay(database, outbox, settings.kafka_bootstrap_servers)
+    stock = StockService(
+        database,
+        low_stock_threshold=env.integer("INVENTORY_LOW_STOCK_THRESHOLD", 5, maximum=1_000_000),
+        events_committed=relay.wake,
+    )
+    orders_topic = declare_topic(app, settings, ORDERS_TOPIC)
+    dead_letters = subscribe(app, settings, orders_topic, order_event_handlers(stock))
+    servicer = InventoryServicer(stock)
 
     def register(server: grpc.aio.Server) -> None:
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(servicer, server)
@@ -22,5 +43,6 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
             inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
         ],
         grpc_registrars=[register],
-        topics=[declare_topic(app, settings, INVENTORY_TOPIC)],
+        topics=[declare_topic(app, settings, INVENTORY_TOPIC), orders_topic, dead_letters],
+        background=[DatabaseLifecycle(database), relay],
     )

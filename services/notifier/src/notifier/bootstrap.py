@@ -1,18 +1,38 @@
-"""Wires the notifier service: its gRPC API and the topics it consumes."""
+"""Wires the notifier service: database, Kafka agents, broadcaster and gRPC API."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from shop_chassis.db import Database, DatabaseLifecycle, default_url
+from shop_chassis.events import subscribe
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.service import ServiceParts
-from shop_chassis.settings import ServiceSettings
+from shop_chassis.settings import Env, ServiceSettings
 
+from notifier.adapters.broadcast import Broadcaster
+from notifier.entrypoints.events import inventory_event_handlers, order_event_handlers
 from notifier.entrypoints.grpc_api import NotifierServicer
+from notifier.service_layer.notifications import Notifications
+
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
 def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
-    servicer = NotifierServicer()
+    env = Env()
+    database = Database(env.text("NOTIFIER_DATABASE_URL", default_url(settings.data_dir)))
+    database.migrate(MIGRATIONS)
+    broadcaster = Broadcaster()
+    notifications = Notifications(database, broadcaster)
+    orders_topic = declare_topic(app, settings, ORDERS_TOPIC)
+    inventory_topic = declare_topic(app, settings, INVENTORY_TOPIC)
+    orders_dlq = subscribe(app, settings, orders_topic, order_event_handlers(notifications))
+    inventory_dlq = subscribe(
+        app, settings, inventory_topic, inventory_event_handlers(notifications)
+    )
+    servicer = NotifierServicer(notifications, broadcaster)
 
     def register(server: grpc.aio.Server) -> None:
         notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
@@ -20,8 +40,6 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
     return ServiceParts(
         grpc_service_names=[notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name],
         grpc_registrars=[register],
-        topics=[
-            declare_topic(app, settings, ORDERS_TOPIC),
-            declare_topic(app, settings, INVENTORY_TOPIC),
-        ],
+        topics=[orders_topic, inventory_topic, orders_dlq, inventory_dlq],
+        background=[DatabaseLifecycle(database)],
     )

@@ -1,0 +1,184 @@
+"""Consuming protobuf events from Kafka with Faust: decode, handle, retry, dead-letter.
+
+`subscribe` turns a map of event type -> handler into a Faust agent. The "event-type"
+header names the protobuf message; types with no handler are skipped. A handler failure
+is retried a bounded number of times (transient trouble such as a locked database); an
+event that cannot be decoded, or still fails, goes to `<topic>.dlq` with the error and its
+origin in headers, and the agent goes on with the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import faust
+import structlog
+from faust.types import EventT, TopicT
+from google.protobuf.message import DecodeError, Message
+from prometheus_client import Counter, Histogram
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shop_chassis.kafka import declare_topic
+from shop_chassis.outbox import now
+from shop_chassis.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+dead_lettered_total = Counter(
+    "shop_kafka_dead_lettered_total", "Events sent to a dead-letter topic", ["topic", "reason"]
+)
+processed_total = Counter(
+    "shop_kafka_events_processed_total",
+    "Events handled, by outcome",
+    ["topic", "event_type", "outcome"],
+)
+processing_seconds = Histogram(
+    "shop_kafka_event_processing_seconds", "Time to handle one event", ["topic", "event_type"]
+)
+
+
+class PoisonEvent(Exception):
+    """The event can never be handled (e.g. a required field is missing): dead-letter it now."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an event came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    event_type: str
+    headers: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class Handler(Generic[M]):
+    message_type: type[M]
+    handle: Callable[[M, Delivery], Awaitable[None]]
+
+
+def subscribe(
+    app: faust.App,
+    settings: ServiceSettings,
+    topic: TopicT,
+    handlers: Mapping[str, Handler[Any]],
+    *,
+    attempts: int = 3,
+    retry_delay: float = 0.2,
+) -> TopicT:
+    """Create the agent consuming `topic`; returns its dead-letter topic (to declare)."""
+    topic_name = topic.get_topic_name()
+    dead_letters = declare_topic(app, settings, f"{topic_name}.dlq")
+
+    async def dead_letter(event: EventT[Any], reason: str, error: BaseException) -> None:
+        message = event.message
+        headers = dict(event.headers or {})
+        headers.update(
+            {
+                "dlq-reason": reason.encode(),
+                "dlq-error": repr(error)[:1000].encode(),
+                "dlq-origin-topic": message.topic.encode(),
+                "dlq-origin-partition": str(message.partition).encode(),
+                "dlq-origin-offset": str(message.offset).encode(),
+                "dlq-consumer-group": app.conf.id.encode(),
+            }
+        )
+        await (await dead_letters.send(key=message.key, value=message.value, headers=headers))
+        dead_lettered_total.labels(topic_name, reason).inc()
+        log.error(
+            "event_dead_lettered",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=reason,
+            error=repr(error),
+        )
+
+    async def process(event: EventT[Any]) -> None:
+        message = event.message
+        headers = {k: v for k, v in (event.headers or {}).items() if isinstance(v, bytes)}
+        event_type = headers.get("event-type", b"").decode(errors="replace")
+        handler = handlers.get(event_type)
+        if handler is None:
+            processed_total.labels(topic_name, event_type or "-", "skipped").inc()
+            return
+        try:
+            decoded = handler.message_type.FromString(message.value or b"")
+        except DecodeError as exc:
+            await dead_letter(event, "undecodable", exc)
+            return
+        key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
+        delivery = Delivery(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            event_type=event_type,
+            headers=headers,
+        )
+        for attempt in range(1, attempts + 1):
+            try:
+                with processing_seconds.labels(topic_name, event_type).time():
+                    await handler.handle(decoded, delivery)
+            except PoisonEvent as exc:
+                await dead_letter(event, "rejected", exc)
+                processed_total.labels(topic_name, event_type, "dead_lettered").inc()
+                return
+            except Exception as exc:
+                if attempt == attempts:
+                    await dead_letter(event, "handler_failed", exc)
+                    processed_total.labels(topic_name, event_type, "dead_lettered").inc()
+                    return
+                log.warning("event_handling_retry", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(retry_delay * attempt)
+            else:
+                processed_total.labels(topic_name, event_type, "ok").inc()
+                return
+
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await process(event)
+
+    app.agent(topic, name=f"{app.conf.id}.{topic_name}")(consume)
+    return dead_letters
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    """Event ids already handled by this service: the dedupe record for redeliveries."""
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+async def first_delivery(connection: AsyncConnection, processed: Table, event_id: str) -> bool:
+    """Record `event_id` in the caller's transaction; False if it was handled before."""
+    seen = await connection.scalar(
+        select(processed.c.event_id).where(processed.c.event_id == event_id)
+    )
+    if seen is not None:
+        return False
+    await connection.execute(processed.insert().values(event_id=event_id, processed_at=now()))
+    return True
+
+
+def create_processed_events_table() -> None:
+    """Alembic operation creating the processed_events table in a service's database."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.create_table(
+        "processed_events",
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )

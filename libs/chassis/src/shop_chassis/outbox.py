@@ -1,0 +1,255 @@
+"""Transactional outbox: events are written in the same database transaction as the state
+change that caused them, and a relay publishes them to Kafka afterwards.
+
+A row is marked sent only after the broker acknowledged it (acks=all, idempotent
+producer), so a crash or a Kafka outage delays events but never loses them; a crash between
+the ack and the mark re-publishes, which consumers absorb by deduplicating on event id.
+Rows go out in id order; the idempotent producer keeps that order within a partition,
+hence per order id or sku (the keys). The request's trace context is stored with the row
+and restored when it is published, so the publish belongs to the request's trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from mode import Service
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from prometheus_client import Counter
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shop_chassis.db import Database
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = b"application/x-protobuf"
+
+published_total = Counter(
+    "shop_outbox_published_total", "Outbox events acknowledged by Kafka", ["topic"]
+)
+publish_failures_total = Counter(
+    "shop_outbox_publish_failures_total", "Outbox publish attempts that failed", ["topic"]
+)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("trace_context", JSON, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("sent_at", DateTime(timezone=True), nullable=True),
+        Index("ix_outbox_unsent", "sent_at", "id"),
+    )
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+async def add_event(
+    connection: AsyncConnection, outbox: Table, *, topic: str, key: str, event: Message
+) -> None:
+    """Stage `event` for publishing; commits or rolls back with `connection`'s transaction.
+
+    The event must have an `event_id` field.
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    await connection.execute(
+        outbox.insert().values(
+            event_id=getattr(event, "event_id"),  # noqa: B009 (every event message has one)
+            topic=topic,
+            key=key,
+            event_type=event.DESCRIPTOR.name,
+            payload=event.SerializeToString(),
+            trace_context=carrier,
+            created_at=now(),
+        )
+    )
+
+
+class OutboxRelay(Service):
+    """Publishes unsent outbox rows in batches; woken right after a commit, and polls too."""
+
+    def __init__(
+        self,
+        database: Database,
+        outbox: Table,
+        bootstrap_servers: str,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.database = database
+        self.outbox = outbox
+        self.bootstrap_servers = bootstrap_servers
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+
+    def wake(self) -> None:
+        """Call after committing outbox rows: publish now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def on_stop(self) -> None:
+        await self._close_producer()
+
+    @Service.task
+    async def _relay(self) -> None:
+        backoff = 0.5
+        while not self.should_stop:
+            try:
+                published = await self.publish_batch()
+                backoff = 0.5
+            except Exception as exc:  # Kafka down, timeouts, a broken producer: retry
+                log.warning("outbox_publish_failed", error=repr(exc), retry_in_seconds=backoff)
+                await self._close_producer()
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if published < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+                self._wakeup.clear()
+
+    async def publish_batch(self) -> int:
+        """Publish up to batch_size unsent rows; returns how many were acknowledged."""
+        async with self.database.read() as connection:
+            rows = (
+                await connection.execute(
+                    select(self.outbox)
+                    .where(self.outbox.c.sent_at.is_(None))
+                    .order_by(self.outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        deliveries = []
+        for row in rows:
+            token = otel_context.attach(propagate.extract(row.trace_context))
+            try:
+                deliveries.append(
+                    await producer.send(
+                        row.topic,
+                        value=row.payload,
+                        key=row.key.encode(),
+                        headers=[
+                            ("event-id", row.event_id.encode()),
+                            ("event-type", row.event_type.encode()),
+                            ("content-type", CONTENT_TYPE),
+                        ],
+                    )
+                )
+            finally:
+                otel_context.detach(token)
+        acknowledged: list[int] = []
+        failure: BaseException | None = None
+        for row, delivery in zip(rows, deliveries, strict=True):
+            try:
+                await asyncio.wait_for(delivery, 30)
+            except Exception as exc:
+                failure = exc
+                publish_failures_total.labels(row.topic).inc()
+                break
+            acknowledged.append(row.id)
+            published_total.labels(row.topic).inc()
+        await self._mark_sent(acknowledged)
+        if failure is not None:
+            raise failure
+        return len(acknowledged)
+
+    async def _mark_sent(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self.database.transaction() as connection:
+            await connection.execute(
+                update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
+            )
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                request_timeout_ms=10000,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+def create_outbox_table() -> None:
+    """Alembic operation creating the outbox table (schema version 1) in a service's database."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("trace_context", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "id"])

@@ -1,0 +1,86 @@
+"""Request validation that collects every problem and answers INVALID_ARGUMENT once,
+with one google.rpc.BadRequest field violation per problem."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from typing import Any
+
+from shop_chassis.errors import InvalidArgument
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SKU_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+
+
+class Violations:
+    def __init__(self) -> None:
+        self._found: dict[str, str] = {}
+
+    def add(self, field: str, description: str) -> None:
+        self._found.setdefault(field, description)
+
+    def raise_if_any(self) -> None:
+        if self._found:
+            raise InvalidArgument(self._found)
+
+    def uuid(self, field: str, value: str, *, required: bool = True) -> None:
+        if not value:
+            if required:
+                self.add(field, "is required")
+            return
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            self.add(field, f"must be a UUID, got {value[:80]!r}")
+
+    def identifier(self, field: str, value: str, *, required: bool = True) -> None:
+        if not value:
+            if required:
+                self.add(field, "is required")
+        elif not ID_PATTERN.match(value):
+            self.add(field, "must be 1-64 letters, digits, '_', '.' or '-'")
+
+    def sku(self, field: str, value: str) -> None:
+        if not value:
+            self.add(field, "is required")
+        elif not SKU_PATTERN.match(value):
+            self.add(field, "must be 2-32 upper-case letters, digits or '-'")
+
+    def page_size(self, field: str, value: int, *, default: int, maximum: int) -> int:
+        if value < 0 or value > maximum:
+            self.add(field, f"must be between 0 and {maximum} (0 means {default})")
+            return default
+        return value or default
+
+    def max_length(self, field: str, value: str, maximum: int) -> None:
+        if len(value) > maximum:
+            self.add(field, f"must be at most {maximum} characters")
+
+
+def encode_page_token(position: dict[str, Any], query: dict[str, Any]) -> str:
+    """An opaque token for the next page; it only works with the same query filters."""
+    raw = json.dumps({"p": position, "q": query}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(
+    violations: Violations, field: str, token: str, query: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The position a token encodes, or None for the first page (records a violation if bad)."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        decoded = json.loads(raw)
+        position, token_query = decoded["p"], decoded["q"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        violations.add(field, "is not a page token this service issued")
+        return None
+    if not isinstance(position, dict) or token_query != json.loads(json.dumps(query)):
+        violations.add(field, "belongs to a different query; start again without it")
+        return None
+    return position

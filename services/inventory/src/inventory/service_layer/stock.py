@@ -1,0 +1,266 @@
+"""The inventory use cases. Each runs in one database transaction; the events it causes
+are written to the outbox in that same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+from google.protobuf.message import Message
+from shop.events.v1 import events_pb2
+from shop_chassis.db import Database
+from shop_chassis.events import first_delivery
+from shop_chassis.kafka import INVENTORY_TOPIC
+from shop_chassis.outbox import add_event, new_event_id, now, timestamp
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from inventory.adapters.tables import (
+    outbox,
+    processed_events,
+    products,
+    reservation_lines,
+    reservations,
+)
+from inventory.domain.model import (
+    InsufficientStock,
+    Line,
+    Product,
+    Reservation,
+    ReservationMismatch,
+    ReservationStatus,
+    ReservedLine,
+    StockLevel,
+    StockWouldGoNegative,
+    UnknownReservation,
+    UnknownSku,
+    crosses_low_threshold,
+    same_lines,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class StockService:
+    def __init__(
+        self, database: Database, *, low_stock_threshold: int, events_committed: Callable[[], None]
+    ) -> None:
+        self.database = database
+        self.low_stock_threshold = low_stock_threshold
+        self._events_committed = events_committed
+
+    async def list_products(self, page_size: int, after_sku: str | None) -> list[Product]:
+        query = select(products).order_by(products.c.sku).limit(page_size)
+        if after_sku is not None:
+            query = query.where(products.c.sku > after_sku)
+        async with self.database.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [Product(row.sku, row.name, row.price_cents) for row in rows]
+
+    async def get_stock(self, sku: str) -> StockLevel:
+        async with self.database.read() as connection:
+            row = (await connection.execute(select(products).where(products.c.sku == sku))).first()
+        if row is None:
+            raise UnknownSku(sku)
+        return StockLevel(row.sku, row.available, row.reserved)
+
+    async def adjust_stock(self, sku: str, delta: int, reason: str) -> StockLevel:
+        async with self.database.transaction() as connection:
+            row = (
+                await connection.execute(
+                    select(products).where(products.c.sku == sku).with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise UnknownSku(sku)
+            if row.available + delta < 0:
+                raise StockWouldGoNegative(sku, delta, row.available)
+            await connection.execute(
+                update(products)
+                .where(products.c.sku == sku)
+                .values(available=products.c.available + delta)
+            )
+            after = row.available + delta
+            low = await self._stage_low_stock(connection, sku, row.available, after)
+        if low:
+            self._events_committed()
+        log.info("stock_adjusted", sku=sku, delta=delta, reason=reason, available=after)
+        return StockLevel(sku, after, row.reserved)
+
+    async def reserve(self, order_id: str, lines: Sequence[Line]) -> Reservation:
+        """All lines or none; a repeat for the same order returns the first reservation."""
+        lines = sorted(lines, key=lambda line: line.sku)
+        async with self.database.transaction() as connection:
+            existing = await _load_reservation(connection, order_id)
+            if existing is not None:
+                if not same_lines(existing.lines, list(lines)):
+                    raise ReservationMismatch(order_id)
+                return existing
+            skus = [line.sku for line in lines]
+            rows = {
+                row.sku: row
+                for row in await connection.execute(
+                    select(products).where(products.c.sku.in_(skus)).with_for_update()
+                )
+            }
+            for line in lines:
+                row = rows.get(line.sku)
+                if row is None:
+                    raise UnknownSku(line.sku)
+                if row.available < line.quantity:
+                    raise InsufficientStock(line.sku, line.quantity, row.available)
+            moment = now()
+            await connection.execute(
+                reservations.insert().values(
+                    order_id=order_id,
+                    status=ReservationStatus.HELD.value,
+                    created_at=moment,
+                    updated_at=moment,
+                )
+            )
+            held = tuple(
+                ReservedLine(line.sku, line.quantity, rows[line.sku].price_cents) for line in lines
+            )
+            await connection.execute(
+                reservation_lines.insert(),
+                [
+                    {
+                        "order_id": order_id,
+                        "sku": h.sku,
+                        "quantity": h.quantity,
+                        "unit_price_cents": h.unit_price_cents,
+                    }
+                    for h in held
+                ],
+            )
+            for line in lines:
+                await connection.execute(
+                    update(products)
+                    .where(products.c.sku == line.sku)
+                    .values(
+                        available=products.c.available - line.quantity,
+                        reserved=products.c.reserved + line.quantity,
+                    )
+                )
+                before = rows[line.sku].available
+                await self._stage_low_stock(connection, line.sku, before, before - line.quantity)
+            await self._stage(
+                connection,
+                order_id,
+                events_pb2.StockReserved(
+                    event_id=new_event_id(),
+                    occur_time=timestamp(moment),
+                    order_id=order_id,
+                    items=[_event_item(h) for h in held],
+                ),
+            )
+        self._events_committed()
+        log.info("stock_reserved", order_id=order_id, lines=len(held))
+        return Reservation(order_id, held, ReservationStatus.HELD)
+
+    async def release(self, order_id: str) -> Reservation:
+        async with self.database.transaction() as connection:
+            reservation, changed = await self._release(connection, order_id)
+        if changed:
+            self._events_committed()
+        return reservation
+
+    async def on_order_cancelled(self, event: events_pb2.OrderCancelled) -> None:
+        """Releases the cancelled order's stock, once per event even if redelivered."""
+        changed = False
+        async with self.database.transaction() as connection:
+            if not await first_delivery(connection, processed_events, event.event_id):
+                log.info("event_already_processed", event_id=event.event_id)
+                return
+            try:
+                _, changed = await self._release(connection, event.order_id)
+            except UnknownReservation:
+                log.warning("cancelled_order_has_no_reservation", order_id=event.order_id)
+        if changed:
+            self._events_committed()
+
+    async def _release(
+        self, connection: AsyncConnection, order_id: str
+    ) -> tuple[Reservation, bool]:
+        reservation = await _load_reservation(connection, order_id, lock=True)
+        if reservation is None:
+            raise UnknownReservation(order_id)
+        if reservation.status is ReservationStatus.RELEASED:
+            return reservation, False
+        for line in reservation.lines:
+            await connection.execute(
+                update(products)
+                .where(products.c.sku == line.sku)
+                .values(
+                    available=products.c.available + line.quantity,
+                    reserved=products.c.reserved - line.quantity,
+                )
+            )
+        moment = now()
+        await connection.execute(
+            update(reservations)
+            .where(reservations.c.order_id == order_id)
+            .values(status=ReservationStatus.RELEASED.value, updated_at=moment)
+        )
+        await self._stage(
+            connection,
+            order_id,
+            events_pb2.StockReleased(
+                event_id=new_event_id(),
+                occur_time=timestamp(moment),
+                order_id=order_id,
+                items=[_event_item(line) for line in reservation.lines],
+            ),
+        )
+        log.info("stock_released", order_id=order_id)
+        return Reservation(order_id, reservation.lines, ReservationStatus.RELEASED), True
+
+    async def _stage_low_stock(
+        self, connection: AsyncConnection, sku: str, before: int, after: int
+    ) -> bool:
+        if not crosses_low_threshold(before, after, self.low_stock_threshold):
+            return False
+        await self._stage(
+            connection,
+            sku,
+            events_pb2.StockLow(
+                event_id=new_event_id(),
+                occur_time=timestamp(now()),
+                sku=sku,
+                available=after,
+                threshold=self.low_stock_threshold,
+            ),
+        )
+        log.info("stock_low", sku=sku, available=after, threshold=self.low_stock_threshold)
+        return True
+
+    @staticmethod
+    async def _stage(connection: AsyncConnection, key: str, event: Message) -> None:
+        await add_event(connection, outbox, topic=INVENTORY_TOPIC, key=key, event=event)
+
+
+def _event_item(line: ReservedLine) -> events_pb2.EventItem:
+    return events_pb2.EventItem(
+        sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
+    )
+
+
+async def _load_reservation(
+    connection: AsyncConnection, order_id: str, *, lock: bool = False
+) -> Reservation | None:
+    query = select(reservations).where(reservations.c.order_id == order_id)
+    if lock:
+        query = query.with_for_update()
+    header = (await connection.execute(query)).first()
+    if header is None:
+        return None
+    lines = await connection.execute(
+        select(reservation_lines)
+        .where(reservation_lines.c.order_id == order_id)
+        .order_by(reservation_lines.c.sku)
+    )
+    return Reservation(
+        order_id,
+        tuple(ReservedLine(r.sku, r.quantity, r.unit_price_cents) for r in lines),
+        ReservationStatus(header.status),
+    )

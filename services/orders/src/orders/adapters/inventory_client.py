@@ -1,0 +1,95 @@
+"""The gRPC client orders uses to reserve and release stock in inventory.
+
+One channel for the process (no per-request connection setup), a deadline on every call,
+and transparent retries of UNAVAILABLE through the channel's service config — safe
+because ReserveStock and ReleaseStock are idempotent per order id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+from mode import Service
+from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+
+from orders.domain.model import Line, PricedLine
+
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "shop.inventory.v1.InventoryService"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class InventoryCallFailed(Exception):
+    """Inventory answered with an error; `status` carries its code, message and details."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(f"inventory: {error.code().name}: {error.details()}")
+        self.code = error.code()
+        self.status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        self.message = error.details() or ""
+
+
+class InventoryClient(Service):
+    def __init__(self, address: str, timeout_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.address = address
+        self.timeout_seconds = timeout_seconds
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: inventory_pb2_grpc.InventoryServiceAsyncStub | None = None
+
+    async def on_start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            self.address,
+            options=[("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)],
+        )
+        self._stub = inventory_pb2_grpc.InventoryServiceStub(self._channel)
+
+    async def on_stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    @property
+    def stub(self) -> inventory_pb2_grpc.InventoryServiceAsyncStub:
+        if self._stub is None:
+            raise RuntimeError("InventoryClient used before it started")
+        return self._stub
+
+    async def reserve(self, order_id: str, lines: Sequence[Line]) -> list[PricedLine]:
+        request = inventory_pb2.ReserveStockRequest(
+            order_id=order_id,
+            items=[
+                inventory_pb2.ReserveStockRequest.Item(sku=line.sku, quantity=line.quantity)
+                for line in lines
+            ],
+        )
+        try:
+            reservation = await self.stub.ReserveStock(request, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as error:
+            raise InventoryCallFailed(error) from error
+        return [
+            PricedLine(item.sku, item.quantity, item.unit_price_cents) for item in reservation.items
+        ]
+
+    async def release(self, order_id: str) -> None:
+        request = inventory_pb2.ReleaseStockRequest(order_id=order_id)
+        try:
+            await self.stub.ReleaseStock(request, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as error:
+            raise InventoryCallFailed(error) from error

@@ -1,0 +1,164 @@
+"""The orders use cases: create (reserve, then store order + event atomically), cancel,
+read. Events go through the outbox in the same transaction as the order change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+from shop.events.v1 import events_pb2
+from shop_chassis.db import Database
+from shop_chassis.kafka import ORDERS_TOPIC
+from shop_chassis.outbox import add_event, new_event_id, now, timestamp
+from sqlalchemy.exc import IntegrityError
+
+from orders.adapters import repository
+from orders.adapters.inventory_client import InventoryClient
+from orders.adapters.tables import outbox
+from orders.domain.model import (
+    Line,
+    Order,
+    OrderNotFound,
+    OrderStatus,
+    RequestIdReused,
+    order_id_for,
+    request_fingerprint,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class Ordering:
+    def __init__(
+        self,
+        database: Database,
+        inventory: InventoryClient,
+        *,
+        events_committed: Callable[[], None],
+    ) -> None:
+        self.database = database
+        self.inventory = inventory
+        self._events_committed = events_committed
+
+    async def create_order(
+        self, customer_id: str, lines: Sequence[Line], request_id: str | None
+    ) -> Order:
+        fingerprint = request_fingerprint(customer_id, lines)
+        if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
+            return earlier
+        order_id = order_id_for(request_id)
+        # Raises InventoryCallFailed (out of stock, unknown sku, inventory down): no order.
+        priced = await self.inventory.reserve(order_id, lines)
+        by_sku = {line.sku: line for line in priced}
+        moment = now()
+        order = Order(
+            order_id=order_id,
+            customer_id=customer_id,
+            lines=tuple(by_sku[line.sku] for line in lines),
+            status=OrderStatus.CONFIRMED,
+            create_time=moment,
+            update_time=moment,
+        )
+        try:
+            async with self.database.transaction() as connection:
+                await repository.add(connection, order, request_id, fingerprint)
+                await add_event(
+                    connection,
+                    outbox,
+                    topic=ORDERS_TOPIC,
+                    key=order_id,
+                    event=_order_confirmed(order),
+                )
+        except IntegrityError:
+            # A concurrent retry with the same request_id stored it first; its reservation
+            # is this one (same order id), so there is nothing to undo.
+            if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
+                return earlier
+            raise
+        except BaseException:
+            await self._compensate(order_id)
+            raise
+        self._events_committed()
+        log.info("order_confirmed", order_id=order_id, total_cents=order.total_cents)
+        return order
+
+    async def cancel_order(self, order_id: str, reason: str) -> Order:
+        async with self.database.transaction() as connection:
+            order = await repository.get(connection, order_id, lock=True)
+            if order is None:
+                raise OrderNotFound(order_id)
+            if order.status is OrderStatus.CANCELLED:
+                return order
+            moment = now()
+            await repository.mark_cancelled(connection, order_id, reason, moment)
+            await add_event(
+                connection,
+                outbox,
+                topic=ORDERS_TOPIC,
+                key=order_id,
+                event=events_pb2.OrderCancelled(
+                    event_id=new_event_id(),
+                    occur_time=timestamp(moment),
+                    order_id=order_id,
+                    customer_id=order.customer_id,
+                    reason=reason,
+                ),
+            )
+        self._events_committed()
+        log.info("order_cancelled", order_id=order_id)
+        return Order(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            lines=order.lines,
+            status=OrderStatus.CANCELLED,
+            create_time=order.create_time,
+            update_time=moment,
+            cancel_reason=reason,
+        )
+
+    async def get_order(self, order_id: str) -> Order:
+        async with self.database.read() as connection:
+            order = await repository.get(connection, order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    async def list_orders(
+        self, customer_id: str, limit: int, before_seq: int | None
+    ) -> list[tuple[int, Order]]:
+        async with self.database.read() as connection:
+            return await repository.list_for_customer(connection, customer_id, limit, before_seq)
+
+    async def _earlier_result(self, request_id: str, fingerprint: str) -> Order | None:
+        async with self.database.read() as connection:
+            found = await repository.by_request_id(connection, request_id)
+        if found is None:
+            return None
+        order, earlier_fingerprint = found
+        if earlier_fingerprint != fingerprint:
+            raise RequestIdReused(request_id, order.order_id)
+        return order
+
+    async def _compensate(self, order_id: str) -> None:
+        """The order could not be stored: give its stock back."""
+        try:
+            await self.inventory.release(order_id)
+            log.warning("reservation_released_after_failed_order", order_id=order_id)
+        except Exception as exc:
+            log.error("compensation_failed", order_id=order_id, error=repr(exc))
+
+
+def _order_confirmed(order: Order) -> events_pb2.OrderConfirmed:
+    return events_pb2.OrderConfirmed(
+        event_id=new_event_id(),
+        occur_time=timestamp(order.create_time),
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        total_cents=order.total_cents,
+        items=[
+            events_pb2.EventItem(
+                sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
+            )
+            for line in order.lines
+        ],
+    )
