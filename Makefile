@@ -43,7 +43,7 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 .PHONY: test
 test: install ## Unit + integration tests (starts a private Kafka on other ports)
 	deploy/bootstrap.sh kafka grpcurl
-	$(PY) -m pytest services libs/chassis/tests
+	$(PY) -m pytest libs/chassis/tests services tests
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no Kafka)

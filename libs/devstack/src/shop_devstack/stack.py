@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shop_devstack.procs import Process, ProcessSpec, StackError, port_in_use
+from shop_devstack.procs import Process, ProcessSpec, StackError, free_port, port_in_use
 
 SERVICES = ("inventory", "orders", "notifier")  # start order: orders calls inventory
 
@@ -56,6 +56,18 @@ class Ports:
     metrics: dict[str, int] = field(
         default_factory=lambda: {"orders": 9101, "inventory": 9102, "notifier": 9103}
     )
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody listens on right now: for test stacks beside `make run`'s."""
+        ports = cls()
+        for name, value in vars(ports).items():
+            if isinstance(value, int):
+                setattr(ports, name, free_port())
+        for name in SERVICES:
+            ports.grpc[name] = free_port()
+            ports.metrics[name] = free_port()
+        return ports
 
     @classmethod
     def from_env(cls) -> Ports:

@@ -142,8 +142,6 @@ class StockService:
                         reserved=products.c.reserved + line.quantity,
                     )
                 )
-                before = rows[line.sku].available
-                await self._stage_low_stock(connection, line.sku, before, before - line.quantity)
             await self._stage(
                 connection,
                 order_id,
@@ -154,6 +152,9 @@ class StockService:
                     items=[_event_item(h) for h in held],
                 ),
             )
+            for line in lines:
+                before = rows[line.sku].available
+                await self._stage_low_stock(connection, line.sku, before, before - line.quantity)
         self._events_committed()
         log.info("stock_reserved", order_id=order_id, lines=len(held))
         return Reservation(order_id, held, ReservationStatus.HELD)

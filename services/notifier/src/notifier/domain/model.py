@@ -39,8 +39,7 @@ def order_confirmed(event: events_pb2.OrderConfirmed, moment: datetime) -> Notif
         order_id=event.order_id,
         kind=NotificationKind.ORDER_CONFIRMED,
         message=(
-            f"Order {event.order_id} confirmed: {count} item(s),"
-            f" total {_money(event.total_cents)}"
+            f"Order {event.order_id} confirmed: {count} item(s), total {_money(event.total_cents)}"
         ),
         source_event_id=event.event_id,
         create_time=moment,

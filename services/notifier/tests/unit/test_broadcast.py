@@ -1,0 +1,39 @@
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from notifier.adapters.broadcast import Broadcaster, SubscriberTooSlow
+from notifier.domain.model import Notification, NotificationKind
+
+
+def note(customer_id: str, n: int = 0) -> Notification:
+    return Notification(
+        notification_id=f"n-{n}",
+        customer_id=customer_id,
+        order_id="",
+        kind=NotificationKind.ORDER_CONFIRMED,
+        message="",
+        source_event_id=f"e-{n}",
+        create_time=datetime.now(UTC),
+    )
+
+
+async def test_a_subscriber_gets_only_its_customers_notifications() -> None:
+    broadcaster = Broadcaster()
+    async with broadcaster.subscribe("alice") as subscription:
+        broadcaster.publish(note("bob", 1))
+        broadcaster.publish(note("alice", 2))
+        received = await asyncio.wait_for(anext(aiter(subscription)), 1)
+    assert received.notification_id == "n-2"
+    assert broadcaster.subscribers == 0
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_without_blocking_publish() -> None:
+    broadcaster = Broadcaster(capacity=3)
+    async with broadcaster.subscribe("") as subscription:
+        for n in range(10):  # never waits, although nobody reads
+            broadcaster.publish(note("alice", n))
+        assert broadcaster.subscribers == 0
+        with pytest.raises(SubscriberTooSlow):
+            async for _ in subscription:
+                pass

@@ -1,0 +1,104 @@
+"""Ordering against a real SQLite file, with a fake inventory (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from orders.adapters.inventory_client import InventoryClient
+from orders.adapters.tables import outbox
+from orders.bootstrap import MIGRATIONS
+from orders.domain.model import Line, OrderNotFound, OrderStatus, PricedLine, RequestIdReused
+from orders.service_layer.ordering import Ordering
+from shop_chassis.db import Database, default_url
+from sqlalchemy import select, text
+
+
+class FakeInventory:
+    def __init__(self) -> None:
+        self.reserved: list[str] = []
+        self.released: list[str] = []
+
+    async def reserve(self, order_id: str, lines: Sequence[Line]) -> list[PricedLine]:
+        self.reserved.append(order_id)
+        return [PricedLine(line.sku, line.quantity, 500) for line in lines]
+
+    async def release(self, order_id: str) -> None:
+        self.released.append(order_id)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(default_url(tmp_path))
+    await asyncio.to_thread(database.migrate, MIGRATIONS)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def inventory() -> FakeInventory:
+    return FakeInventory()
+
+
+@pytest.fixture
+def ordering(database: Database, inventory: FakeInventory) -> Ordering:
+    return Ordering(database, cast(InventoryClient, inventory), events_committed=lambda: None)
+
+
+async def outbox_events(database: Database) -> list[Any]:
+    async with database.read() as connection:
+        return list(await connection.scalars(select(outbox.c.event_type).order_by(outbox.c.id)))
+
+
+async def test_an_order_and_its_event_are_stored_together(
+    ordering: Ordering, database: Database
+) -> None:
+    order = await ordering.create_order("alice", [Line("MUG-001", 2)], None)
+
+    assert order.status is OrderStatus.CONFIRMED
+    assert order.total_cents == 1000
+    assert await ordering.get_order(order.order_id) == order
+    assert await outbox_events(database) == ["OrderConfirmed"]
+
+
+async def test_a_failed_write_after_the_reservation_releases_it(
+    ordering: Ordering, database: Database, inventory: FakeInventory
+) -> None:
+    async with database.transaction() as connection:
+        await connection.execute(text("DROP TABLE outbox"))
+
+    with pytest.raises(Exception, match="outbox"):
+        await ordering.create_order("alice", [Line("MUG-001", 1)], None)
+
+    assert inventory.released == inventory.reserved != []
+    with pytest.raises(OrderNotFound):
+        await ordering.get_order(inventory.reserved[0])
+
+
+async def test_a_repeated_request_id_returns_the_first_order_without_reserving_again(
+    ordering: Ordering, inventory: FakeInventory, database: Database
+) -> None:
+    request_id = str(uuid.uuid4())
+    first = await ordering.create_order("alice", [Line("MUG-001", 1)], request_id)
+    again = await ordering.create_order("alice", [Line("MUG-001", 1)], request_id)
+
+    assert again == first
+    assert inventory.reserved == [first.order_id]
+    assert await outbox_events(database) == ["OrderConfirmed"]
+    with pytest.raises(RequestIdReused):
+        await ordering.create_order("alice", [Line("MUG-001", 5)], request_id)
+
+
+async def test_cancelling_twice_writes_one_event(ordering: Ordering, database: Database) -> None:
+    order = await ordering.create_order("alice", [Line("MUG-001", 1)], None)
+
+    cancelled = await ordering.cancel_order(order.order_id, "changed mind")
+    again = await ordering.cancel_order(order.order_id, "again")
+
+    assert cancelled.status is again.status is OrderStatus.CANCELLED
+    assert again.cancel_reason == "changed mind"
+    assert await outbox_events(database) == ["OrderConfirmed", "OrderCancelled"]
