@@ -18,6 +18,7 @@ from mode import Service
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from shop_chassis.errors import ErrorMappingInterceptor
+from shop_chassis.grpc_metrics import ServerMetricsInterceptor
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +50,14 @@ class GrpcServerService(Service):
 
     async def on_start(self) -> None:
         server = grpc.aio.server(
-            # Outermost first: tracing sees the final status; errors are mapped innermost.
-            interceptors=[aio_server_interceptor(), *self.interceptors, ErrorMappingInterceptor()],
+            # Outermost first: the span is current while metrics record (exemplars), and
+            # errors are mapped innermost so both see the final status.
+            interceptors=[
+                aio_server_interceptor(),
+                ServerMetricsInterceptor(),
+                *self.interceptors,
+                ErrorMappingInterceptor(),
+            ],
             options=[("grpc.so_reuseport", 0)],
         )
         for register in self.registrars:

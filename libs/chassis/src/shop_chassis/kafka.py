@@ -13,10 +13,12 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import TopicT
 from mode import Service, ServiceT
+from prometheus_client import Gauge
 
 from shop_chassis.settings import ServiceSettings
 
@@ -61,6 +63,53 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str]]:
         for error in response.topic_errors
         if error[1] != 0
     ]
+
+
+consumer_lag = Gauge(
+    "shop_kafka_consumer_lag",
+    "Messages in a partition not yet committed by this service's consumer group",
+    ["topic", "partition"],
+)
+
+
+class ConsumerLagMonitor(Service):
+    """Measures the consumer group's lag the way lag exporters do: the partitions' end
+    offsets minus the group's committed offsets, asked of the broker every few seconds."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers)
+        await self._admin.start()
+        await self._offsets.start()
+
+    async def on_stop(self) -> None:
+        if self._offsets is not None:
+            await self._offsets.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    @Service.timer(5.0)
+    async def _measure(self) -> None:
+        if self._admin is None or self._offsets is None:
+            return
+        try:
+            committed = await self._admin.list_consumer_group_offsets(self.group_id)
+            if not committed:
+                return
+            ends = await self._offsets.end_offsets(list(committed))
+        except Exception as exc:  # broker away: keep the last values, try again
+            log.debug("consumer_lag_unavailable", error=repr(exc))
+            return
+        for tp, meta in committed.items():
+            lag = ends[tp] - meta.offset if meta.offset >= 0 else ends[tp]
+            consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
 
 
 class ShopApp(faust.App):

@@ -25,7 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     JSON,
     Column,
@@ -36,6 +36,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     select,
     update,
 )
@@ -52,6 +53,10 @@ published_total = Counter(
 )
 publish_failures_total = Counter(
     "shop_outbox_publish_failures_total", "Outbox publish attempts that failed", ["topic"]
+)
+backlog_rows = Gauge("shop_outbox_backlog", "Outbox rows not yet acknowledged by Kafka")
+oldest_unsent_age = Gauge(
+    "shop_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 if none)"
 )
 
 
@@ -136,6 +141,23 @@ class OutboxRelay(Service):
 
     async def on_stop(self) -> None:
         await self._close_producer()
+
+    @Service.timer(1.0)
+    async def _measure_backlog(self) -> None:
+        async with self.database.read() as connection:
+            count, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(self.outbox.c.created_at)).where(
+                        self.outbox.c.sent_at.is_(None)
+                    )
+                )
+            ).one()
+        backlog_rows.set(count)
+        if oldest is None:
+            oldest_unsent_age.set(0)
+        else:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            oldest_unsent_age.set(max(0.0, (now() - oldest).total_seconds()))
 
     @Service.task
     async def _relay(self) -> None:

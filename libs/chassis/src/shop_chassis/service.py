@@ -15,17 +15,16 @@ from typing import NoReturn
 import faust
 import grpc
 import structlog
-from faust.contrib.opentelemetry import setup_opentelemetry
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TopicT
 from mode import ServiceT
 
 from shop_chassis.grpc import GrpcServerService, Registrar
-from shop_chassis.kafka import ShopApp, TopicDeclarations, create_app
+from shop_chassis.kafka import ConsumerLagMonitor, ShopApp, TopicDeclarations, create_app
 from shop_chassis.logging import configure_logging
 from shop_chassis.metrics import MetricsEndpoint
 from shop_chassis.settings import ServiceSettings, SettingsError
-from shop_chassis.telemetry import Telemetry
+from shop_chassis.telemetry import KafkaProcessTracing, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -63,8 +62,9 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         raise SystemExit(1) from None
 
     app = create_app(settings)
-    setup_prometheus_sensors(app, name_prefix=f"shop_{service}_faust")
-    setup_opentelemetry(app)
+    # One prefix for every service: Prometheus' job/service labels tell them apart.
+    setup_prometheus_sensors(app, name_prefix="shop_faust")
+    app.sensors.add(KafkaProcessTracing())
     parts = wire(settings, app)
     app.host(
         TopicDeclarations(settings.kafka_bootstrap_servers, parts.topics),
@@ -72,6 +72,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     )
     for background in parts.background:
         app.host(background)
+    app.host(ConsumerLagMonitor(settings.kafka_bootstrap_servers, app.conf.id))
     app.host(
         GrpcServerService(
             address=settings.grpc_address,

@@ -252,6 +252,7 @@ class Stack:
                 f"--storage.tsdb.path={home / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
                 "--log.level=warn",
+                "--enable-feature=exemplar-storage",
             ],
             ready=lambda: _http_ok(f"http://127.0.0.1:{self.ports.prometheus}/-/ready"),
             ports={"prometheus": self.ports.prometheus},

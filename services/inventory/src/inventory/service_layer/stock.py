@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 from google.protobuf.message import Message
+from prometheus_client import Counter
 from shop.events.v1 import events_pb2
 from shop_chassis.db import Database
 from shop_chassis.events import first_delivery
@@ -39,6 +40,10 @@ from inventory.domain.model import (
 )
 
 log = structlog.get_logger(__name__)
+
+reservations_rejected = Counter(
+    "shop_stock_reservations_rejected_total", "Reservations refused, by reason", ["reason"]
+)
 
 
 class StockService:
@@ -106,8 +111,10 @@ class StockService:
             for line in lines:
                 row = rows.get(line.sku)
                 if row is None:
+                    reservations_rejected.labels("unknown_sku").inc()
                     raise UnknownSku(line.sku)
                 if row.available < line.quantity:
+                    reservations_rejected.labels("insufficient_stock").inc()
                     raise InsufficientStock(line.sku, line.quantity, row.available)
             moment = now()
             await connection.execute(

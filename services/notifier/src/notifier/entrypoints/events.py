@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.message import Message
@@ -16,7 +17,8 @@ def _handler(notifications: Notifications, message_type: type[Message], make: Ma
     async def handle(event: Any, delivery: Delivery) -> None:
         if not event.event_id:
             raise PoisonEvent(f"{delivery.event_type} without event_id")
-        await notifications.record(event.event_id, event, make)
+        occurred = event.occur_time.ToDatetime(UTC) if event.HasField("occur_time") else None
+        await notifications.record(event.event_id, event, make, occurred)
 
     return Handler(message_type, handle)
 

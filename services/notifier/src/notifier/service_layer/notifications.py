@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from prometheus_client import Histogram
 from shop_chassis.db import Database
 from shop_chassis.events import first_delivery
 from shop_chassis.outbox import now
+from shop_chassis.telemetry import exemplar
 from sqlalchemy import select
 
 from notifier.adapters.broadcast import Broadcaster
@@ -17,6 +19,13 @@ from notifier.adapters.tables import notifications, processed_events
 from notifier.domain.model import Notification, NotificationKind
 
 log = structlog.get_logger(__name__)
+
+event_to_notification = Histogram(
+    "shop_event_to_notification_seconds",
+    "From the moment an event occurred (e.g. order confirmed) to its notification stored",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 Make = Callable[[Any, datetime], Notification]
 
@@ -26,7 +35,9 @@ class Notifications:
         self.database = database
         self.broadcaster = broadcaster
 
-    async def record(self, event_id: str, event: Any, make: Make) -> Notification | None:
+    async def record(
+        self, event_id: str, event: Any, make: Make, occurred: datetime | None = None
+    ) -> Notification | None:
         """Store the notification `event` makes, unless this event was stored before.
 
         The dedupe record and the notification are written in one transaction, so a
@@ -49,6 +60,10 @@ class Notifications:
                 )
             )
         self.broadcaster.publish(notification)
+        if occurred is not None:
+            event_to_notification.labels(notification.kind.value).observe(
+                max(0.0, (now() - occurred).total_seconds()), exemplar()
+            )
         log.info("notification_stored", kind=notification.kind.value, event_id=event_id)
         return notification
 

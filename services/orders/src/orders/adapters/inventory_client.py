@@ -15,6 +15,7 @@ import grpc
 from grpc_status import rpc_status
 from mode import Service
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shop_chassis.grpc_metrics import ClientMetricsInterceptor
 
 from orders.domain.model import Line, PricedLine
 
@@ -58,6 +59,7 @@ class InventoryClient(Service):
         self._channel = grpc.aio.insecure_channel(
             self.address,
             options=[("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)],
+            interceptors=[ClientMetricsInterceptor()],
         )
         self._stub = inventory_pb2_grpc.InventoryServiceStub(self._channel)
 

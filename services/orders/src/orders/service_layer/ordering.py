@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import structlog
+from opentelemetry import trace
+from prometheus_client import Counter
 from shop.events.v1 import events_pb2
 from shop_chassis.db import Database
 from shop_chassis.kafka import ORDERS_TOPIC
@@ -27,6 +29,8 @@ from orders.domain.model import (
 
 log = structlog.get_logger(__name__)
 
+orders_total = Counter("shop_orders_total", "Orders by the status they reached", ["status"])
+
 
 class Ordering:
     def __init__(
@@ -47,6 +51,7 @@ class Ordering:
         if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
             return earlier
         order_id = order_id_for(request_id)
+        trace.get_current_span().set_attribute("shop.order_id", order_id)
         # Raises InventoryCallFailed (out of stock, unknown sku, inventory down): no order.
         priced = await self.inventory.reserve(order_id, lines)
         by_sku = {line.sku: line for line in priced}
@@ -79,10 +84,12 @@ class Ordering:
             await self._compensate(order_id)
             raise
         self._events_committed()
+        orders_total.labels("confirmed").inc()
         log.info("order_confirmed", order_id=order_id, total_cents=order.total_cents)
         return order
 
     async def cancel_order(self, order_id: str, reason: str) -> Order:
+        trace.get_current_span().set_attribute("shop.order_id", order_id)
         async with self.database.transaction() as connection:
             order = await repository.get(connection, order_id, lock=True)
             if order is None:
@@ -105,6 +112,7 @@ class Ordering:
                 ),
             )
         self._events_committed()
+        orders_total.labels("cancelled").inc()
         log.info("order_cancelled", order_id=order_id)
         return Order(
             order_id=order.order_id,
@@ -117,6 +125,7 @@ class Ordering:
         )
 
     async def get_order(self, order_id: str) -> Order:
+        trace.get_current_span().set_attribute("shop.order_id", order_id)
         async with self.database.read() as connection:
             order = await repository.get(connection, order_id)
         if order is None:
