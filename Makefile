@@ -49,14 +49,24 @@ test: install ## Unit + integration tests (starts a private Kafka on other ports
 test-unit: install ## Unit tests only (no Kafka)
 	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit
 
+.PHONY: demo
+demo: install ## Place a few orders against a running `make run` and print what happened
+	$(PY) -m shop_devstack demo
+
+.PHONY: bench
+bench: install ## Load-test the running stack with ghz (start it with `make run` first); ARGS="..."
+	deploy/bootstrap.sh ghz
+	$(PY) loadtest/bench.py $(ARGS)
+
 .PHONY: lint
-lint: install ## ruff + mypy on our code, buf lint on proto/, promtool on deploy/prometheus
+lint: install ## ruff + mypy on our code, buf lint on proto/, promtool checks and rule tests
 	deploy/bootstrap.sh buf prometheus
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy libs/chassis/src libs/devstack/src services/*/src
+	$(PY) -m mypy libs/chassis/src libs/devstack/src services/*/src loadtest/bench.py
 	cd proto && ../.tools/bin/buf lint
-	.tools/bin/promtool check config deploy/prometheus/prometheus.yml
+	cd deploy/prometheus && ../../.tools/bin/promtool check config prometheus.yml \
+	  && ../../.tools/bin/promtool test rules rules/tests.yml
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix with ruff
@@ -71,3 +81,8 @@ clean: ## Remove var/ (Kafka data, databases, logs), .venv, generated code, cach
 .PHONY: clean-cache
 clean-cache: ## Also remove the per-user tool cache (next bootstrap downloads/builds again)
 	rm -rf "$${SHOP_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/shop}" .tools
+
+.PHONY: trace
+trace: install ## Print a trace as a waterfall: make trace ID=<trace id or order id>
+	@test -n "$(ID)" || { echo "usage: make trace ID=<trace id or order id>"; exit 2; }
+	$(PY) -m shop_devstack trace "$(ID)"

@@ -20,13 +20,14 @@ TEST_VAR = ROOT / "var" / "test"  # removed at the start of each session
 
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
-    """Real Kafka (KRaft, single node) and Jaeger for this test session."""
+    """Real Kafka (KRaft, single node), Jaeger and Prometheus for this test session."""
     shutil.rmtree(TEST_VAR, ignore_errors=True)
     stack = Stack(TEST_VAR / "session", Ports.free(), root=ROOT)
     supervisor = Supervisor(stack.var_dir, out=None)
     try:
         await supervisor.start(await stack.kafka())
         await supervisor.start(stack.jaeger())
+        await supervisor.start(stack.prometheus())
         yield stack
     finally:
         await supervisor.stop_all()

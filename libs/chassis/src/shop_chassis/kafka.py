@@ -16,9 +16,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faust.types import TopicT
+from faust.sensors import Sensor
+from faust.types import AppT, TopicT
 from mode import Service, ServiceT
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from shop_chassis.settings import ServiceSettings
 
@@ -70,6 +71,20 @@ consumer_lag = Gauge(
     "Messages in a partition not yet committed by this service's consumer group",
     ["topic", "partition"],
 )
+
+
+rebalances_total = Counter(
+    "shop_kafka_rebalances_total", "Consumer group rebalances this worker took part in"
+)
+
+
+class RebalanceCounter(Sensor):
+    """Counts rebalances (Faust's own gauge only says whether one is in progress)."""
+
+    def on_rebalance_start(self, app: AppT) -> dict[str, Any]:
+        rebalances_total.inc()
+        state: dict[str, Any] = super().on_rebalance_start(app)
+        return state
 
 
 class ConsumerLagMonitor(Service):

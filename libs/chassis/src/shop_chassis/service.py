@@ -20,7 +20,13 @@ from faust.types import TopicT
 from mode import ServiceT
 
 from shop_chassis.grpc import GrpcServerService, Registrar
-from shop_chassis.kafka import ConsumerLagMonitor, ShopApp, TopicDeclarations, create_app
+from shop_chassis.kafka import (
+    ConsumerLagMonitor,
+    RebalanceCounter,
+    ShopApp,
+    TopicDeclarations,
+    create_app,
+)
 from shop_chassis.logging import configure_logging
 from shop_chassis.metrics import MetricsEndpoint
 from shop_chassis.settings import ServiceSettings, SettingsError
@@ -65,6 +71,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     # One prefix for every service: Prometheus' job/service labels tell them apart.
     setup_prometheus_sensors(app, name_prefix="shop_faust")
     app.sensors.add(KafkaProcessTracing())
+    app.sensors.add(RebalanceCounter())
     parts = wire(settings, app)
     app.host(
         TopicDeclarations(settings.kafka_bootstrap_servers, parts.topics),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from shop_devstack.procs import StackError
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
+from shop_devstack.trace import show
 
 
 def _banner(ports: Ports, seconds: float) -> str:
@@ -87,6 +88,10 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_cmd = sub.add_parser("run", help="start everything in the foreground")
     run_cmd.add_argument("--var-dir", type=Path, default=None, help="default: <repo>/var")
+    trace_cmd = sub.add_parser("trace", help="print a trace (by trace id or order id)")
+    trace_cmd.add_argument("id", help="a trace id (32 hex digits) or an order id")
     args = parser.parse_args()
+    if args.command == "trace":
+        sys.exit(show(args.id))
     var_dir = (args.var_dir or repo_root() / "var").resolve()
     sys.exit(asyncio.run(run(var_dir)))
