@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from shop_devstack.demo import main as demo_main
 from shop_devstack.procs import StackError
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
 from shop_devstack.trace import show
@@ -90,7 +91,10 @@ def main() -> None:
     run_cmd.add_argument("--var-dir", type=Path, default=None, help="default: <repo>/var")
     trace_cmd = sub.add_parser("trace", help="print a trace (by trace id or order id)")
     trace_cmd.add_argument("id", help="a trace id (32 hex digits) or an order id")
+    sub.add_parser("demo", help="place a few orders against the running system")
     args = parser.parse_args()
+    if args.command == "demo":
+        sys.exit(demo_main())
     if args.command == "trace":
         sys.exit(show(args.id))
     var_dir = (args.var_dir or repo_root() / "var").resolve()

@@ -53,7 +53,9 @@ def find_order_traces(order_id: str, base: str | None = None) -> list[dict[str, 
             "limit": 50,
         }
     )
-    traces: list[dict[str, Any]] = _get(f"{base or jaeger_url()}/api/traces?{query}")["data"]
+    found = _get(f"{base or jaeger_url()}/api/traces?{query}")["data"]
+    # A search answers with the spans that matched; fetch each trace whole.
+    traces = [t for t in (fetch_trace(f["traceID"], base) for f in found) if t is not None]
     return sorted(traces, key=lambda t: min(s["startTime"] for s in t["spans"]))
 
 

@@ -1,0 +1,75 @@
+"""`make demo`: a few orders against a running `make run`, narrated."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+from shop.orders.v1 import orders_pb2
+
+from shop_devstack.stack import Ports, grpc_serving
+from shop_devstack.testing import Shop, error_details, eventually
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:.2f}"
+
+
+async def demo() -> int:
+    ports = Ports.from_env()
+    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.grpc.items()}
+    for name, address in addresses.items():
+        try:
+            await grpc_serving(address)
+        except grpc.aio.AioRpcError:
+            print(f"{name} does not answer on {address}: start the system with `make run` first")
+            return 1
+    shop = Shop(addresses)
+    customer = f"demo-{uuid.uuid4().hex[:6]}"
+    try:
+        print(f"customer {customer}\n")
+        request_id = str(uuid.uuid4())
+        order = await shop.create_order(customer, {"MUG-001": 2, "SOCKS-3P": 1}, request_id)
+        print(f"1. CreateOrder -> {orders_pb2.OrderStatus.Name(order.status)} {order.order_id}")
+        for item in order.items:
+            print(f"     {item.quantity} x {item.sku} at {_money(item.unit_price_cents)}")
+        print(f"     total {_money(order.total_cents)} (prices from the inventory catalog)")
+
+        again = await shop.create_order(customer, {"MUG-001": 2, "SOCKS-3P": 1}, request_id)
+        print(f"2. Same request_id again -> same order: {again.order_id == order.order_id}")
+
+        try:
+            await shop.create_order(customer, {"BOOK-DDIA": 1000})
+        except grpc.aio.AioRpcError as error:
+            (info,) = error_details(error)
+            print(f"3. 1000 x BOOK-DDIA -> {error.code().name}: {error.details()}")
+            print(f"     reason {info.reason}, {dict(info.metadata)}")
+
+        second = await shop.create_order(customer, {"TEE-BLK-M": 1})
+        cancelled = await shop.orders.CancelOrder(
+            orders_pb2.CancelOrderRequest(order_id=second.order_id, reason="demo")
+        )
+        print(
+            f"4. CreateOrder + CancelOrder {second.order_id} -> "
+            f"{orders_pb2.OrderStatus.Name(cancelled.status)}"
+        )
+
+        async def three_notifications() -> int:
+            found = await shop.notifications(customer_id=customer)
+            assert len(found) >= 3
+            return len(found)
+
+        await eventually(three_notifications, within=15)
+        print("\nNotifications (newest first), via Kafka and the notifier:")
+        for note in await shop.notifications(customer_id=customer):
+            print(f"   {note.create_time.ToDatetime():%H:%M:%S.%f}  {note.message}")
+        print(f"\nSee the trace: make trace ID={order.order_id}")
+        print(f"Jaeger: http://127.0.0.1:{ports.jaeger_ui}/search?service=orders")
+        return 0
+    finally:
+        await shop.close()
+
+
+def main() -> int:
+    return asyncio.run(demo())
