@@ -29,7 +29,7 @@ install: .venv/.synced $(STAMP) ## Python workspace (.venv) and generated protob
 proto: $(STAMP) ## Generate Python code and type stubs from proto/ into libs/protos
 
 $(STAMP): $(PROTOS) .venv/.synced
-	rm -rf $(GEN)/shop
+	rm -rf $(GEN)/shop && mkdir -p $(GEN)
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iproto -I$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))') \
 	  --python_out=$(GEN) --grpc_python_out=$(GEN) --mypy_out=$(GEN) --mypy_grpc_out=$(GEN) $(PROTOS)
 	find $(GEN)/shop -type d -exec touch {}/__init__.py \;
