@@ -62,7 +62,8 @@ async def order_trace(
 
     async def complete() -> dict[str, Any]:
         traces = [
-            t for t in find_order_traces(order_id, base)
+            t
+            for t in find_order_traces(order_id, base)
             if any(s["operationName"] == root for s in t["spans"])
         ]
         assert len(traces) == 1, f"{len(traces)} traces with {root}"
@@ -73,9 +74,7 @@ async def order_trace(
     return await eventually(complete, within=30)
 
 
-async def test_a_created_order_is_one_trace_across_grpc_and_kafka(
-    stack: Stack, shop: Shop
-) -> None:
+async def test_a_created_order_is_one_trace_across_grpc_and_kafka(stack: Stack, shop: Shop) -> None:
     order = await shop.create_order(new_customer(), {"MUG-001": 1})
 
     trace = await order_trace(
@@ -215,7 +214,9 @@ async def test_prometheus_scrapes_every_service(stack: Stack, services: dict[str
     async def all_up() -> None:
         up = prometheus_query(stack, 'up{job="shop"}')
         assert {(r["metric"]["service"], r["value"][1]) for r in up} == {
-            ("orders", "1"), ("inventory", "1"), ("notifier", "1"),
+            ("orders", "1"),
+            ("inventory", "1"),
+            ("notifier", "1"),
         }
 
     await eventually(all_up, within=30)

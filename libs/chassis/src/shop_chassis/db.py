@@ -37,7 +37,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         # SQLite files need no liveness check; server databases drop idle connections.
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=not url.startswith("sqlite")
+        )
         if self.is_sqlite:
             _make_sqlite_transactions_immediate(self.engine)
         SQLAlchemyInstrumentor().instrument(engine=self.engine.sync_engine)
