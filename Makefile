@@ -41,8 +41,8 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 	$(PY) -m shop_devstack run
 
 .PHONY: test
-test: install ## Unit + integration tests (starts a private Kafka on other ports)
-	deploy/bootstrap.sh kafka grpcurl
+test: install ## Unit, integration and e2e tests (starts a private Kafka, Jaeger, Prometheus)
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
 	$(PY) -m pytest libs/chassis/tests services tests
 
 .PHONY: test-unit
