@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 import grpc
+import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
 
 ERROR_DOMAIN = "shop.example"
+
+log = structlog.get_logger(__name__)
 
 
 class ApiError(Exception):
@@ -97,7 +101,8 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Answers an ApiError raised by a handler with its status and details."""
+    """Answers an ApiError raised by a handler with its status and details, and a database
+    that cannot be reached (or stays locked) with UNAVAILABLE, which clients may retry."""
 
     async def intercept_service(
         self,
@@ -117,6 +122,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     return await behavior(request, context)
                 except ApiError as error:
                     await _abort(context, error)
+                except OperationalError as error:
+                    log.error("database_unavailable", error=str(error.orig))
+                    await _abort(context, Unavailable("the database is unavailable; retry later"))
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,

@@ -114,6 +114,7 @@ def subscribe(
             decoded = handler.message_type.FromString(message.value or b"")
         except DecodeError as exc:
             await dead_letter(event, "undecodable", exc)
+            processed_total.labels(topic_name, event_type, "dead_lettered").inc()
             return
         key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
         delivery = Delivery(

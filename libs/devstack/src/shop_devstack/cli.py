@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -48,7 +49,17 @@ async def run(var_dir: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        specs_without_kafka = [stack.jaeger(), stack.prometheus(), *map(stack.service, SERVICES)]
+        # Readable lines on a terminal (the services see a pipe, not the TTY), else JSON.
+        log_format = (
+            {}
+            if "LOG_FORMAT" in os.environ or not sys.stdout.isatty()
+            else {"LOG_FORMAT": "console"}
+        )
+        specs_without_kafka = [
+            stack.jaeger(),
+            stack.prometheus(),
+            *(stack.service(name, log_format) for name in SERVICES),
+        ]
         supervisor.check_ports(specs_without_kafka)
         kafka = await stack.kafka()
         supervisor.check_ports([kafka])

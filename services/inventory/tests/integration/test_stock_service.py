@@ -144,3 +144,17 @@ async def test_adjusting_never_takes_available_below_zero(stock: StockService) -
     with pytest.raises(StockWouldGoNegative):
         await stock.adjust_stock("LAMP-DESK", -19, "write-off")
     assert (await stock.adjust_stock("LAMP-DESK", -18, "write-off")).available == 0
+
+
+async def test_a_retry_after_a_compensating_release_holds_the_stock_again(
+    stock: StockService,
+) -> None:
+    order = order_id()
+    await stock.reserve(order, [Line("MUG-001", 3)])
+    await stock.release(order)
+
+    again = await stock.reserve(order, [Line("MUG-001", 3)])
+
+    assert again.status is ReservationStatus.HELD
+    level = await stock.get_stock("MUG-001")
+    assert (level.available, level.reserved) == (97, 3)

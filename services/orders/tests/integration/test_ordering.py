@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import pytest
-from orders.adapters.inventory_client import InventoryClient
+from orders.adapters.inventory_client import InventoryCallFailed, InventoryClient
 from orders.adapters.tables import outbox
 from orders.bootstrap import MIGRATIONS
 from orders.domain.model import Line, OrderNotFound, OrderStatus, PricedLine, RequestIdReused
@@ -18,13 +19,22 @@ from shop_chassis.db import Database, default_url
 from sqlalchemy import select, text
 
 
+def rpc_error(code: grpc.StatusCode) -> InventoryCallFailed:
+    return InventoryCallFailed(
+        grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "from the fake")
+    )
+
+
 class FakeInventory:
     def __init__(self) -> None:
         self.reserved: list[str] = []
         self.released: list[str] = []
+        self.fail_with: grpc.StatusCode | None = None
 
     async def reserve(self, order_id: str, lines: Sequence[Line]) -> list[PricedLine]:
         self.reserved.append(order_id)
+        if self.fail_with is not None:
+            raise rpc_error(self.fail_with)
         return [PricedLine(line.sku, line.quantity, 500) for line in lines]
 
     async def release(self, order_id: str) -> None:
@@ -102,3 +112,25 @@ async def test_cancelling_twice_writes_one_event(ordering: Ordering, database: D
     assert cancelled.status is again.status is OrderStatus.CANCELLED
     assert again.cancel_reason == "changed mind"
     assert await outbox_events(database) == ["OrderConfirmed", "OrderCancelled"]
+
+
+async def test_a_reservation_whose_outcome_is_unknown_is_given_back(
+    ordering: Ordering, inventory: FakeInventory
+) -> None:
+    inventory.fail_with = grpc.StatusCode.DEADLINE_EXCEEDED
+
+    with pytest.raises(InventoryCallFailed):
+        await ordering.create_order("alice", [Line("MUG-001", 1)], None)
+
+    assert inventory.released == inventory.reserved != []
+
+
+async def test_a_refused_reservation_has_nothing_to_give_back(
+    ordering: Ordering, inventory: FakeInventory
+) -> None:
+    inventory.fail_with = grpc.StatusCode.FAILED_PRECONDITION
+
+    with pytest.raises(InventoryCallFailed):
+        await ordering.create_order("alice", [Line("MUG-001", 1)], None)
+
+    assert inventory.released == []

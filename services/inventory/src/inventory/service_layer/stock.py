@@ -4,6 +4,7 @@ are written to the outbox in that same transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import structlog
 from google.protobuf.message import Message
@@ -93,14 +94,19 @@ class StockService:
         return StockLevel(sku, after, row.reserved)
 
     async def reserve(self, order_id: str, lines: Sequence[Line]) -> Reservation:
-        """All lines or none; a repeat for the same order returns the first reservation."""
+        """All lines or none; a repeat for the same order returns the held reservation.
+
+        A reservation that was released (the orders service gives stock back when it could
+        not store the order) is held again by a retry of the same order.
+        """
         lines = sorted(lines, key=lambda line: line.sku)
         async with self.database.transaction() as connection:
-            existing = await _load_reservation(connection, order_id)
+            existing = await _load_reservation(connection, order_id, lock=True)
             if existing is not None:
                 if not same_lines(existing.lines, list(lines)):
                     raise ReservationMismatch(order_id)
-                return existing
+                if existing.status is ReservationStatus.HELD:
+                    return existing
             skus = [line.sku for line in lines]
             rows = {
                 row.sku: row
@@ -117,29 +123,19 @@ class StockService:
                     reservations_rejected.labels("insufficient_stock").inc()
                     raise InsufficientStock(line.sku, line.quantity, row.available)
             moment = now()
-            await connection.execute(
-                reservations.insert().values(
-                    order_id=order_id,
-                    status=ReservationStatus.HELD.value,
-                    created_at=moment,
-                    updated_at=moment,
+            if existing is None:
+                held = tuple(
+                    ReservedLine(line.sku, line.quantity, rows[line.sku].price_cents)
+                    for line in lines
                 )
-            )
-            held = tuple(
-                ReservedLine(line.sku, line.quantity, rows[line.sku].price_cents) for line in lines
-            )
-            await connection.execute(
-                reservation_lines.insert(),
-                [
-                    {
-                        "order_id": order_id,
-                        "sku": h.sku,
-                        "quantity": h.quantity,
-                        "unit_price_cents": h.unit_price_cents,
-                    }
-                    for h in held
-                ],
-            )
+                await _insert_reservation(connection, order_id, held, moment)
+            else:
+                held = existing.lines
+                await connection.execute(
+                    update(reservations)
+                    .where(reservations.c.order_id == order_id)
+                    .values(status=ReservationStatus.HELD.value, updated_at=moment)
+                )
             for line in lines:
                 await connection.execute(
                     update(products)
@@ -250,6 +246,31 @@ class StockService:
 def _event_item(line: ReservedLine) -> events_pb2.EventItem:
     return events_pb2.EventItem(
         sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
+    )
+
+
+async def _insert_reservation(
+    connection: AsyncConnection, order_id: str, held: tuple[ReservedLine, ...], moment: datetime
+) -> None:
+    await connection.execute(
+        reservations.insert().values(
+            order_id=order_id,
+            status=ReservationStatus.HELD.value,
+            created_at=moment,
+            updated_at=moment,
+        )
+    )
+    await connection.execute(
+        reservation_lines.insert(),
+        [
+            {
+                "order_id": order_id,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price_cents": line.unit_price_cents,
+            }
+            for line in held
+        ],
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 from mode import Service
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -37,14 +38,33 @@ SERVICE_CONFIG = json.dumps(
 )
 
 
+# Inventory's definite "no": nothing was reserved, and the caller has something to fix.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+
+
 class InventoryCallFailed(Exception):
     """Inventory answered with an error; `status` carries its code, message and details."""
 
     def __init__(self, error: grpc.aio.AioRpcError) -> None:
         super().__init__(f"inventory: {error.code().name}: {error.details()}")
         self.code = error.code()
-        self.status = rpc_status.from_call(error)  # type: ignore[arg-type]
         self.message = error.details() or ""
+        # The google.rpc.Status with details when inventory sent one, else code + message.
+        self.status = rpc_status.from_call(error) or status_pb2.Status(  # type: ignore[arg-type]
+            code=self.code.value[0], message=self.message
+        )
+
+    @property
+    def is_refusal(self) -> bool:
+        """True for a definite "no"; False when the outcome is unknown (timeout, outage)."""
+        return self.code in REFUSALS
 
 
 class InventoryClient(Service):

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
-from shop_chassis.errors import AlreadyExists, ApiError, NotFound, Unavailable, UpstreamError
+from shop_chassis.errors import AlreadyExists, NotFound, Unavailable, UpstreamError
 from shop_chassis.validation import Violations, decode_page_token, encode_page_token
 
 from orders.adapters.inventory_client import InventoryCallFailed
@@ -18,13 +18,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_ITEMS = 100
 MAX_QUANTITY = 1000
-# Inventory's answers that are the caller's to fix; anything else means "try later".
-PASSED_ON = {
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.ALREADY_EXISTS,
-}
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
@@ -112,10 +105,8 @@ def _api_error(error: Exception) -> Exception:
                 reason="REQUEST_ID_REUSED",
                 metadata={"request_id": error.request_id, "order_id": error.order_id},
             )
-        case InventoryCallFailed() if error.code in PASSED_ON and error.status is not None:
+        case InventoryCallFailed() if error.is_refusal:
             return UpstreamError(error.status)
-        case InventoryCallFailed() if error.code in PASSED_ON:
-            return ApiError(error.message)
         case InventoryCallFailed():
             return Unavailable(f"inventory is unavailable ({error.code.name}); retry later")
     return error

@@ -3,8 +3,10 @@ read. Events go through the outbox in the same transaction as the order change."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
+import grpc
 import structlog
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -15,7 +17,7 @@ from shop_chassis.outbox import add_event, new_event_id, now, timestamp
 from sqlalchemy.exc import IntegrityError
 
 from orders.adapters import repository
-from orders.adapters.inventory_client import InventoryClient
+from orders.adapters.inventory_client import InventoryCallFailed, InventoryClient
 from orders.adapters.tables import outbox
 from orders.domain.model import (
     Line,
@@ -52,8 +54,17 @@ class Ordering:
             return earlier
         order_id = order_id_for(request_id)
         trace.get_current_span().set_attribute("shop.order_id", order_id)
-        # Raises InventoryCallFailed (out of stock, unknown sku, inventory down): no order.
-        priced = await self.inventory.reserve(order_id, lines)
+        try:
+            priced = await self.inventory.reserve(order_id, lines)
+        except InventoryCallFailed as error:
+            # A refusal (out of stock, unknown sku) held nothing. A timeout or an outage
+            # may have held stock after all: give it back, so no reservation is orphaned.
+            if not error.is_refusal:
+                await asyncio.shield(self._compensate(order_id))
+            raise
+        except BaseException:  # cancelled by the caller mid-call: outcome unknown
+            await asyncio.shield(self._compensate(order_id))
+            raise
         by_sku = {line.sku: line for line in priced}
         moment = now()
         order = Order(
@@ -79,9 +90,10 @@ class Ordering:
             # is this one (same order id), so there is nothing to undo.
             if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
                 return earlier
+            await asyncio.shield(self._compensate(order_id))
             raise
         except BaseException:
-            await self._compensate(order_id)
+            await asyncio.shield(self._compensate(order_id))
             raise
         self._events_committed()
         orders_total.labels("confirmed").inc()
@@ -149,10 +161,16 @@ class Ordering:
         return order
 
     async def _compensate(self, order_id: str) -> None:
-        """The order could not be stored: give its stock back."""
+        """The order was not stored: give its stock back (unless it was stored after all)."""
         try:
+            async with self.database.read() as connection:
+                if await repository.get(connection, order_id) is not None:
+                    return
             await self.inventory.release(order_id)
             log.warning("reservation_released_after_failed_order", order_id=order_id)
+        except InventoryCallFailed as error:
+            if error.code != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: nothing was held
+                log.error("compensation_failed", order_id=order_id, error=str(error))
         except Exception as exc:
             log.error("compensation_failed", order_id=order_id, error=repr(exc))
 
