@@ -15,7 +15,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: bootstrap
-bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger, Prometheus, grpcurl, ghz, buf)
+bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger, Prometheus, grpcurl, ghz, buf, PostgreSQL)
 	deploy/bootstrap.sh
 
 .venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) deploy/versions.env
@@ -41,8 +41,8 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 	$(PY) -m shop_devstack run
 
 .PHONY: test
-test: install ## Unit, integration and e2e tests (starts a private Kafka, Jaeger, Prometheus)
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
+test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl postgres
 	$(PY) -m pytest libs/chassis/tests services tests
 
 .PHONY: test-unit

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from shop_chassis.db import default_url
+from shop_devstack.procs import free_port
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor
 
 ROOT = Path(__file__).parent
-TEST_VAR = ROOT / "var" / "test"  # removed at the start of each session
+TEST_VAR = ROOT / "var" / "test"  # each fixture empties its own folder when it starts
 
 
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[Stack]:
     """Real Kafka (KRaft, single node), Jaeger and Prometheus for this test session."""
-    shutil.rmtree(TEST_VAR, ignore_errors=True)
+    shutil.rmtree(TEST_VAR / "session", ignore_errors=True)
     stack = Stack(TEST_VAR / "session", Ports.free(), root=ROOT)
     supervisor = Supervisor(stack.var_dir, out=None)
     try:
@@ -43,3 +47,31 @@ async def services(stack: Stack) -> AsyncIterator[dict[str, str]]:
         yield {name: f"127.0.0.1:{stack.ports.grpc[name]}" for name in SERVICES}
     finally:
         await supervisor.stop_all()
+
+
+@pytest.fixture(scope="session")
+async def postgres_port() -> AsyncIterator[int]:
+    """A real PostgreSQL server for this session (service layers run against both databases)."""
+    shutil.rmtree(TEST_VAR / "postgres", ignore_errors=True)
+    stack = Stack(TEST_VAR / "postgres", Ports.free(), root=ROOT)
+    supervisor = Supervisor(stack.var_dir, out=None)
+    port = free_port()
+    try:
+        await supervisor.start(await stack.postgres(port))
+        yield port
+    finally:
+        await supervisor.stop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_port: int) -> str:
+    """An empty database of each kind, for tests of code that must work on both."""
+    if request.param == "sqlite":
+        return default_url(tmp_path)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    connection = await asyncpg.connect(host="127.0.0.1", port=postgres_port, user="postgres")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{postgres_port}/{name}"

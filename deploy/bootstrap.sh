@@ -4,7 +4,7 @@
 # git-ignored .tools/ folder of this checkout.
 #
 #   deploy/bootstrap.sh [component ...]     components: python kafka jaeger prometheus
-#                                           grpcurl ghz buf   (default: all)
+#                                           grpcurl ghz buf postgres   (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,8 +98,27 @@ install_prometheus() {
   link "$(command -v promtool)" "$tools/bin/promtool"
 }
 
+install_postgres() {
+  # PostgreSQL is optional at run time (SQLite is the default) but the tests run the
+  # service layers against it too. Debian's server package; its cluster is not used.
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "PostgreSQL server binaries are missing and apt-get is not available; install PostgreSQL $POSTGRES_MAJOR."
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is missing; install it as root: apt-get update && apt-get install -y postgresql"
+    say "installing Debian's postgresql package (apt-get)"
+    local blocker=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    [ "$added" = 1 ] && rm -f "$blocker"
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/"$POSTGRES_MAJOR"/bin 2>/dev/null || true)
+  [ -n "$bin" ] || die "PostgreSQL $POSTGRES_MAJOR is not installed (found: $(ls /usr/lib/postgresql)); this project is pinned to it (deploy/versions.env)."
+  link "$bin" "$tools/pgbin"
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf)
+[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf postgres)
 for c in "${components[@]}"; do
   case $c in
     python) install_python ;;
@@ -109,6 +128,7 @@ for c in "${components[@]}"; do
     grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
-    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf)" ;;
+    postgres) install_postgres ;;
+    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf postgres)" ;;
   esac
 done

@@ -118,6 +118,14 @@ async def kafka_ready(bootstrap: str) -> bool:
         await admin.close()
 
 
+async def _postgres_ready(port: int) -> bool:
+    import asyncpg
+
+    connection = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", timeout=2)
+    await connection.close()
+    return True
+
+
 def _kafka_cluster_id() -> str:
     """Kafka's Uuid format: URL-safe base64 of 16 random bytes, not starting with '-'."""
     while True:
@@ -203,6 +211,61 @@ class Stack:
             ],
             ready=lambda: kafka_ready(self.kafka_bootstrap),
             ports={"kafka": self.ports.kafka, "kafka controller": self.ports.kafka_controller},
+        )
+
+    async def postgres(self, port: int) -> ProcessSpec:
+        """A throwaway PostgreSQL server (trust auth, loopback only) for the tests."""
+        bin_dir = self.tools / "pgbin"
+        if not bin_dir.exists():
+            raise StackError(f"{bin_dir} is missing: run `deploy/bootstrap.sh postgres`")
+        home = self.var_dir / "postgres"
+        data = home / "data"
+        # PostgreSQL refuses to run as root; run it as the `postgres` user then.
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if not (data / "PG_VERSION").exists():
+            home.mkdir(parents=True, exist_ok=True)
+            if as_user:
+                shutil.chown(home, "postgres")
+            init = await asyncio.create_subprocess_exec(
+                *as_user,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await init.communicate()
+            if init.returncode != 0:
+                raise StackError(f"initdb failed:\n{output.decode(errors='replace')}")
+        return ProcessSpec(
+            name="postgres",
+            argv=[
+                *as_user,
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(home),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            ready=lambda: _postgres_ready(port),
+            ports={"postgres": port},
+            start_timeout=30,
         )
 
     def jaeger(self) -> ProcessSpec:

@@ -1,11 +1,11 @@
-"""StockService against a real SQLite file, migrated and seeded as in production."""
+"""StockService against real SQLite and PostgreSQL databases, migrated and seeded as in
+production."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from inventory.adapters.tables import outbox
@@ -20,13 +20,13 @@ from inventory.domain.model import (
 )
 from inventory.service_layer.stock import StockService
 from shop.events.v1 import events_pb2
-from shop_chassis.db import Database, default_url
+from shop_chassis.db import Database
 from sqlalchemy import select
 
 
 @pytest.fixture
-async def stock(tmp_path: Path) -> AsyncIterator[StockService]:
-    database = Database(default_url(tmp_path))
+async def stock(database_url: str) -> AsyncIterator[StockService]:
+    database = Database(database_url)
     await asyncio.to_thread(database.migrate, MIGRATIONS)
     yield StockService(database, low_stock_threshold=5, events_committed=lambda: None)
     await database.dispose()

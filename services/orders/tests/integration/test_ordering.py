@@ -1,11 +1,10 @@
-"""Ordering against a real SQLite file, with a fake inventory (no network)."""
+"""Ordering against real SQLite and PostgreSQL databases, with a fake inventory."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -15,7 +14,7 @@ from orders.adapters.tables import outbox
 from orders.bootstrap import MIGRATIONS
 from orders.domain.model import Line, OrderNotFound, OrderStatus, PricedLine, RequestIdReused
 from orders.service_layer.ordering import Ordering
-from shop_chassis.db import Database, default_url
+from shop_chassis.db import Database
 from sqlalchemy import select, text
 
 
@@ -42,8 +41,8 @@ class FakeInventory:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(default_url(tmp_path))
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
     await asyncio.to_thread(database.migrate, MIGRATIONS)
     yield database
     await database.dispose()
