@@ -78,17 +78,21 @@ install_jaeger() {
   link "$dir/jaeger" "$tools/bin/jaeger"
 }
 
+apt_install() {  # apt_install <package> <what to do without apt>
+  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and apt-get is not available: $2."
+  [ "$(id -u)" = 0 ] || die "$1 is missing; install it as root: apt-get update && apt-get install -y $1"
+  say "installing Debian's $1 package (apt-get)"
+  # Keep the package's init script from starting a daemon: we run our own instance.
+  local blocker=/usr/sbin/policy-rc.d added=0
+  if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+  if [ "$added" = 1 ]; then rm -f "$blocker"; fi
+}
+
 install_prometheus() {
   if ! command -v prometheus >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || die "prometheus is not installed and apt-get is missing; install Prometheus $PROMETHEUS_VERSION and put it on PATH."
-    [ "$(id -u)" = 0 ] || die "prometheus is missing; install it as root: apt-get update && apt-get install -y prometheus"
-    say "installing Debian's prometheus package (apt-get)"
-    # Keep the package's init script from starting a daemon on :9090: we run our own.
-    local blocker=/usr/sbin/policy-rc.d added=0
-    if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-    [ "$added" = 1 ] && rm -f "$blocker"
+    apt_install prometheus "install Prometheus $PROMETHEUS_VERSION and put it on PATH"
   fi
   local have
   have=$(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')
@@ -102,14 +106,7 @@ install_postgres() {
   # PostgreSQL is optional at run time (SQLite is the default) but the tests run the
   # service layers against it too. Debian's server package; its cluster is not used.
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || die "PostgreSQL server binaries are missing and apt-get is not available; install PostgreSQL $POSTGRES_MAJOR."
-    [ "$(id -u)" = 0 ] || die "PostgreSQL is missing; install it as root: apt-get update && apt-get install -y postgresql"
-    say "installing Debian's postgresql package (apt-get)"
-    local blocker=/usr/sbin/policy-rc.d added=0
-    if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-    [ "$added" = 1 ] && rm -f "$blocker"
+    apt_install postgresql "install PostgreSQL $POSTGRES_MAJOR"
   fi
   local bin
   bin=$(ls -d /usr/lib/postgresql/"$POSTGRES_MAJOR"/bin 2>/dev/null || true)

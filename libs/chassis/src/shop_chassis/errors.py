@@ -7,8 +7,7 @@ every server by the chassis) turns them into the status, message and
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -17,6 +16,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
+
+from shop_chassis.interceptors import Context, HandlerWrappingInterceptor, ServerStream, Unary
 
 ERROR_DOMAIN = "shop.example"
 
@@ -95,60 +96,36 @@ class Unavailable(ApiError):
         super().__init__(message, [retry])
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> None:
+async def _abort(context: Context, error: ApiError) -> None:
     status = error.to_status()
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(HandlerWrappingInterceptor):
     """Answers an ApiError raised by a handler with its status and details, and a database
     that cannot be reached (or stays locked) with UNAVAILABLE, which clients may retry."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            behavior: Any = handler.unary_unary
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        async def unary(request: Any, context: Context) -> Any:
+            try:
+                return await behavior(request, context)
+            except ApiError as error:
+                await _abort(context, error)
+            except OperationalError as error:
+                log.error("database_unavailable", method=method, error=str(error.orig))
+                await _abort(context, Unavailable("the database is unavailable; retry later"))
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await behavior(request, context)
-                except ApiError as error:
-                    await _abort(context, error)
-                except OperationalError as error:
-                    log.error("database_unavailable", error=str(error.orig))
-                    await _abort(context, Unavailable("the database is unavailable; retry later"))
+        return unary
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            stream_behavior: Any = handler.unary_stream
+    def wrap_server_stream(self, method: str, behavior: ServerStream) -> ServerStream:
+        async def server_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except ApiError as error:
+                await _abort(context, error)
 
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for response in stream_behavior(request, context):
-                        yield response
-                except ApiError as error:
-                    await _abort(context, error)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return server_stream
 
 
 class UpstreamError(ApiError):

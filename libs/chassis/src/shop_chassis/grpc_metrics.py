@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
@@ -20,6 +19,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
+from shop_chassis.interceptors import Context, HandlerWrappingInterceptor, ServerStream, Unary
 from shop_chassis.telemetry import exemplar
 
 LABELS = ["grpc_type", "grpc_service", "grpc_method"]
@@ -86,9 +86,7 @@ def _client_series(grpc_type: str, full_method: str) -> _Series:
     return _Series(client_started, client_handled, client_handling, grpc_type, full_method)
 
 
-def _code_of(
-    context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None
-) -> grpc.StatusCode:
+def _code_of(context: Context, error: BaseException | None) -> grpc.StatusCode:
     code: Any = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
@@ -99,64 +97,41 @@ def _code_of(
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
 
 
-class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            series = _server_series("unary", method)
-            behavior: Any = handler.unary_unary
+class ServerMetricsInterceptor(HandlerWrappingInterceptor):
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        series = _server_series("unary", method)
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                series.started.inc()
-                started_at = time.perf_counter()
-                error: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    series.done(_code_of(context, error), started_at)
+        async def unary(request: Any, context: Context) -> Any:
+            series.started.inc()
+            started_at = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                series.done(_code_of(context, error), started_at)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            stream_series = _server_series("server_stream", method)
-            stream_behavior: Any = handler.unary_stream
+        return unary
 
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                stream_series.started.inc()
-                started_at = time.perf_counter()
-                error: BaseException | None = None
-                try:
-                    async for response in stream_behavior(request, context):
-                        yield response
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    stream_series.done(_code_of(context, error), started_at)
+    def wrap_server_stream(self, method: str, behavior: ServerStream) -> ServerStream:
+        series = _server_series("server_stream", method)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        async def server_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            series.started.inc()
+            started_at = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                series.done(_code_of(context, error), started_at)
+
+        return server_stream
 
 
 class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

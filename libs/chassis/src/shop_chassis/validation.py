@@ -8,6 +8,7 @@ import binascii
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from shop_chassis.errors import InvalidArgument
@@ -55,6 +56,23 @@ class Violations:
             self.add(field, f"must be between 0 and {maximum} (0 means {default})")
             return default
         return value or default
+
+    def order_lines(
+        self, field: str, items: Sequence[Any], *, max_items: int = 100, max_quantity: int = 1000
+    ) -> None:
+        """Lines of an order or reservation: (sku, quantity) messages, each SKU once."""
+        if not items:
+            self.add(field, "at least one item is required")
+        elif len(items) > max_items:
+            self.add(field, f"at most {max_items} items per order")
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            self.sku(f"{field}[{index}].sku", item.sku)
+            if item.sku in seen:
+                self.add(f"{field}[{index}].sku", f"{item.sku} appears more than once")
+            seen.add(item.sku)
+            if not 0 < item.quantity <= max_quantity:
+                self.add(f"{field}[{index}].quantity", f"must be between 1 and {max_quantity}")
 
     def max_length(self, field: str, value: str, maximum: int) -> None:
         if len(value) > maximum:

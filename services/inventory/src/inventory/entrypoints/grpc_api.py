@@ -25,8 +25,6 @@ from inventory.service_layer.stock import StockService
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-MAX_ITEMS = 100
-MAX_QUANTITY = 1000
 MAX_ADJUSTMENT = 1_000_000
 
 
@@ -84,18 +82,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.Reservation:
         violations = Violations()
         violations.uuid("order_id", request.order_id)
-        if not request.items:
-            violations.add("items", "at least one item is required")
-        elif len(request.items) > MAX_ITEMS:
-            violations.add("items", f"at most {MAX_ITEMS} items per order")
-        seen: set[str] = set()
-        for index, item in enumerate(request.items):
-            violations.sku(f"items[{index}].sku", item.sku)
-            if item.sku in seen:
-                violations.add(f"items[{index}].sku", f"{item.sku} appears more than once")
-            seen.add(item.sku)
-            if not 0 < item.quantity <= MAX_QUANTITY:
-                violations.add(f"items[{index}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+        violations.order_lines("items", request.items)
         violations.raise_if_any()
         lines = [Line(item.sku, item.quantity) for item in request.items]
         try:

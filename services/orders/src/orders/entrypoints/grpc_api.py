@@ -16,9 +16,6 @@ from orders.service_layer.ordering import Ordering
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-MAX_ITEMS = 100
-MAX_QUANTITY = 1000
-
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     def __init__(self, ordering: Ordering) -> None:
@@ -30,18 +27,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         violations = Violations()
         violations.identifier("customer_id", request.customer_id)
         violations.uuid("request_id", request.request_id, required=False)
-        if not request.items:
-            violations.add("items", "at least one item is required")
-        elif len(request.items) > MAX_ITEMS:
-            violations.add("items", f"at most {MAX_ITEMS} items per order")
-        seen: set[str] = set()
-        for index, item in enumerate(request.items):
-            violations.sku(f"items[{index}].sku", item.sku)
-            if item.sku in seen:
-                violations.add(f"items[{index}].sku", f"{item.sku} appears more than once")
-            seen.add(item.sku)
-            if not 0 < item.quantity <= MAX_QUANTITY:
-                violations.add(f"items[{index}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+        violations.order_lines("items", request.items)
         violations.raise_if_any()
         lines = [Line(item.sku, item.quantity) for item in request.items]
         try:

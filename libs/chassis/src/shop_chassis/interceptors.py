@@ -1,0 +1,52 @@
+"""A base for server interceptors that wrap what each handler does.
+
+grpc.aio hands an interceptor the method's handler; to act around the call (catch its
+errors, time it) the handler must be rebuilt around a new behaviour. Subclasses say how
+to wrap a unary and a server-streaming behaviour; the rebuilding lives here once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Unary = Callable[[Any, Context], Awaitable[Any]]
+ServerStream = Callable[[Any, Context], AsyncIterator[Any]]
+
+
+class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):
+    def wrap_unary(self, method: str, behavior: Unary) -> Unary:
+        return behavior
+
+    def wrap_server_stream(self, method: str, behavior: ServerStream) -> ServerStream:
+        return behavior
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self.wrap_unary(method, handler.unary_unary),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Async-generator handlers only: grpc's own (health Watch) write to the context.
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            return grpc.unary_stream_rpc_method_handler(
+                self.wrap_server_stream(method, handler.unary_stream),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
