@@ -8,10 +8,11 @@ in-flight calls get `grace` seconds to finish, and only then does the Faust work
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
@@ -24,6 +25,31 @@ log = structlog.get_logger(__name__)
 
 #: Adds one servicer to a server, e.g. ``lambda s: add_OrderServiceServicer_to_server(x, s)``.
 Registrar = Callable[[grpc.aio.Server], None]
+
+
+class _MethodAwarePool:
+    """The default descriptor pool, able to find a file by a *method*'s full name.
+
+    ghz asks reflection for `shop.orders.v1.OrderService.GetOrder`; protobuf's upb pool only
+    resolves messages, enums, services and the like, so reflection would answer "Symbol not
+    found". Here a method resolves to its service's file; everything else is delegated.
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            service = self._pool.FindServiceByName(service_name)  # KeyError: not found
+            if method not in service.methods_by_name:
+                raise
+            return service.file
 
 
 class GrpcServerService(Service):
@@ -64,7 +90,9 @@ class GrpcServerService(Service):
             register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+            server,
+            pool=cast(descriptor_pool.DescriptorPool, _MethodAwarePool(descriptor_pool.Default())),
         )
         # add_insecure_port raises RuntimeError when the port is taken; say which one.
         try:

@@ -134,3 +134,29 @@ def test_a_second_stack_on_busy_ports_fails_fast_naming_the_port(
 ) -> None:
     with pytest.raises(StackError, match=rf"port {stack.ports.grpc['orders']} \(orders grpc\)"):
         Supervisor.check_ports([stack.service("orders")])
+
+
+def test_ghz_can_call_a_method_through_reflection(services: dict[str, str]) -> None:
+    """ghz resolves `Service.Method` symbols through reflection, which grpcurl never asks."""
+    ghz = Path(GRPCURL).with_name("ghz")
+    result = subprocess.run(
+        [
+            str(ghz),
+            "--insecure",
+            "--call",
+            "shop.inventory.v1.InventoryService/ListProducts",
+            "-d",
+            "{}",
+            "-n",
+            "5",
+            "--format",
+            "json",
+            services["inventory"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["statusCodeDistribution"] == {"OK": 5}
