@@ -77,18 +77,26 @@ async def order_trace(
 async def test_a_created_order_is_one_trace_across_grpc_and_kafka(stack: Stack, shop: Shop) -> None:
     order = await shop.create_order(new_customer(), {"MUG-001": 1})
 
+    reserve_client = ("orders", "/shop.inventory.v1.InventoryService/ReserveStock")
+    reserve_server = ("inventory", "/shop.inventory.v1.InventoryService/ReserveStock")
+    published = ("orders", "shop.orders.v1 send")
+
     trace = await order_trace(
-        stack, order.order_id, "/shop.orders.v1.OrderService/CreateOrder", PROCESSED_BY_NOTIFIER
-    )
+        stack,
+        order.order_id,
+        "/shop.orders.v1.OrderService/CreateOrder",
+        reserve_client,
+        reserve_server,
+        published,
+        PROCESSED_BY_NOTIFIER,
+    )  # each process exports on its own schedule: wait for every span the test reads
 
     spans = spans_of(trace)
     assert {s.service for s in spans.values()} == {"orders", "inventory", "notifier"}
     by = {(s.service, s.name): s for s in spans.values()}
-    client = by[("orders", "/shop.inventory.v1.InventoryService/ReserveStock")]
-    server = by[("inventory", "/shop.inventory.v1.InventoryService/ReserveStock")]
-    assert server.parent_id == client.span_id
-    publish = by[("orders", "shop.orders.v1 send")]
-    process = by[("notifier", "shop.orders.v1 process")]
+    assert by[reserve_server].parent_id == by[reserve_client].span_id
+    publish = by[published]
+    process = by[PROCESSED_BY_NOTIFIER]
     assert publish in ancestors(process, spans)
     raw = next(s for s in trace["spans"] if s["spanID"] == process.span_id)
     tags = {t["key"]: t["value"] for t in raw["tags"]}

@@ -4,15 +4,18 @@ SQLite files under var/<service>/ are the default (`sqlite+aiosqlite:///...`); a
 PostgreSQL DSN (`postgresql+asyncpg://...`) works with the same code. Set it with
 `<SERVICE>_DATABASE_URL`.
 
-On SQLite every transaction is `BEGIN IMMEDIATE`: writers queue on the database lock
-(busy_timeout) instead of failing with "database is locked" when two transactions that
-read first try to write at once. That makes conditional updates such as "take stock if
-enough is left" atomic on both databases.
+On SQLite, one service process is the only writer of its file, so write transactions
+queue on an asyncio lock in the process (FIFO, no polling) and begin with
+`BEGIN IMMEDIATE`, which takes SQLite's write lock up front: a transaction that reads and
+then writes (check stock, then take it) cannot be overtaken, so conditional updates are
+atomic on both databases (PostgreSQL uses SELECT ... FOR UPDATE). Reads use plain
+deferred transactions and run beside the writer (WAL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -28,6 +31,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
+from shop_chassis.telemetry import sql_tracing_enabled
+
 
 def default_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'db.sqlite3'}"
@@ -36,13 +41,25 @@ def default_url(data_dir: Path) -> str:
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        # SQLite files need no liveness check; server databases drop idle connections.
+        sqlite = url.startswith("sqlite")
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_pre_ping=not url.startswith("sqlite")
+            url,
+            # Server databases drop idle connections; a local file does not.
+            pool_pre_ping=not sqlite,
+            # Each aiosqlite connection is a thread; a few keep thread hand-offs cheap, and
+            # SQLite has one writer at a time anyway.
+            **(
+                {"pool_size": int(os.environ.get("SHOP_SQLITE_POOL_SIZE", "3")), "max_overflow": 0}
+                if sqlite
+                else {}
+            ),
         )
+        self._write_lock: asyncio.Lock | None = None
         if self.is_sqlite:
-            _make_sqlite_transactions_immediate(self.engine)
-        SQLAlchemyInstrumentor().instrument(engine=self.engine.sync_engine)
+            self._write_lock = asyncio.Lock()
+            _make_sqlite_writes_immediate(self.engine)
+        if sql_tracing_enabled():
+            SQLAlchemyInstrumentor().instrument(engine=self.engine.sync_engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -50,13 +67,19 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self.engine.begin() as connection:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        if self._write_lock is None:
+            async with self.engine.begin() as connection:
+                yield connection
+            return
+        async with self._write_lock, self.engine.begin() as connection:
             yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back at the end)."""
         async with self.engine.connect() as connection:
+            await connection.execution_options(**{_READ_ONLY: True})
             yield connection
 
     def migrate(self, migrations: Path) -> None:
@@ -86,7 +109,10 @@ class DatabaseLifecycle(Service):
         await self.database.dispose()
 
 
-def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
+_READ_ONLY = "shop_read_only"
+
+
+def _make_sqlite_writes_immediate(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, issue BEGIN.
@@ -100,7 +126,8 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def run_migrations(target_metadata: MetaData) -> None:

@@ -34,6 +34,15 @@ def exemplar() -> dict[str, str] | None:
     return {"trace_id": format(context.trace_id, "032x")}
 
 
+def tracing_enabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
+def sql_tracing_enabled() -> bool:
+    """A span per SQL statement: useful in a trace, but ~0.3 ms of CPU each (SHOP_TRACE_SQL)."""
+    return tracing_enabled() and os.environ.get("SHOP_TRACE_SQL", "true").lower() != "false"
+
+
 class Telemetry:
     """Owns the tracer provider; `shutdown()` flushes spans still in the batch queue."""
 
@@ -42,7 +51,7 @@ class Telemetry:
         self.provider: TracerProvider | None = None
 
     def start(self) -> None:
-        if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        if not tracing_enabled():
             return
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_OTLP_ENDPOINT)
         self.provider = TracerProvider(resource=Resource.create({SERVICE_NAME: self.service}))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import ColumnElement, Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders.adapters.tables import order_lines, orders
@@ -45,22 +45,32 @@ async def add(
 
 
 async def get(connection: AsyncConnection, order_id: str, *, lock: bool = False) -> Order | None:
-    query = select(orders).where(orders.c.order_id == order_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await connection.execute(query)).first()
-    return None if row is None else (await _with_lines(connection, [row]))[0]
+    found = await _one(connection, orders.c.order_id == order_id, lock=lock)
+    return None if found is None else found[0]
 
 
 async def by_request_id(connection: AsyncConnection, request_id: str) -> tuple[Order, str] | None:
     """The order a request_id created, with the fingerprint of that request."""
-    row = (
-        await connection.execute(select(orders).where(orders.c.request_id == request_id))
-    ).first()
-    if row is None:
+    return await _one(connection, orders.c.request_id == request_id)
+
+
+async def _one(
+    connection: AsyncConnection, condition: ColumnElement[bool], *, lock: bool = False
+) -> tuple[Order, str] | None:
+    """One order and its lines in a single query (the hot path of GetOrder)."""
+    query = (
+        select(orders, order_lines.c.sku, order_lines.c.quantity, order_lines.c.unit_price_cents)
+        .join(order_lines, order_lines.c.order_id == orders.c.order_id)
+        .where(condition)
+        .order_by(order_lines.c.position)
+    )
+    if lock:
+        query = query.with_for_update(of=orders)
+    rows = (await connection.execute(query)).all()
+    if not rows:
         return None
-    (order,) = await _with_lines(connection, [row])
-    return order, row.request_fingerprint
+    lines = tuple(PricedLine(r.sku, r.quantity, r.unit_price_cents) for r in rows)
+    return _order(rows[0], lines), rows[0].request_fingerprint
 
 
 async def list_for_customer(
@@ -101,18 +111,19 @@ async def _with_lines(connection: AsyncConnection, rows: Sequence[Row[Any]]) -> 
         .order_by(order_lines.c.order_id, order_lines.c.position)
     ):
         lines[line.order_id].append(PricedLine(line.sku, line.quantity, line.unit_price_cents))
-    return [
-        Order(
-            order_id=row.order_id,
-            customer_id=row.customer_id,
-            lines=tuple(lines[row.order_id]),
-            status=OrderStatus(row.status),
-            create_time=_utc(row.create_time),
-            update_time=_utc(row.update_time),
-            cancel_reason=row.cancel_reason,
-        )
-        for row in rows
-    ]
+    return [_order(row, tuple(lines[row.order_id])) for row in rows]
+
+
+def _order(row: Row[Any], lines: tuple[PricedLine, ...]) -> Order:
+    return Order(
+        order_id=row.order_id,
+        customer_id=row.customer_id,
+        lines=lines,
+        status=OrderStatus(row.status),
+        create_time=_utc(row.create_time),
+        update_time=_utc(row.update_time),
+        cancel_reason=row.cancel_reason,
+    )
 
 
 def _utc(moment: datetime) -> datetime:
