@@ -25,6 +25,9 @@ def order_confirmed(customer: str) -> events_pb2.OrderConfirmed:
     )
 
 
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 async def produce(stack: Stack, key: str, value: bytes, event_type: str, event_id: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     await producer.start()
@@ -33,7 +36,11 @@ async def produce(stack: Stack, key: str, value: bytes, event_type: str, event_i
             ORDERS_TOPIC,
             value,
             key=key.encode(),
-            headers=[("event-id", event_id.encode()), ("event-type", event_type.encode())],
+            headers=[
+                ("event-id", event_id.encode()),
+                ("event-type", event_type.encode()),
+                ("traceparent", TRACEPARENT),
+            ],
         )
     finally:
         await producer.stop()
@@ -95,6 +102,8 @@ async def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_next_is_hand
                     and headers.get("dlq-consumer-group") == b"shop-notifier"
                 ):
                     assert record.value == b"\xff\xffnot protobuf"
+                    names = [name for name, _ in record.headers]
+                    assert names.count("traceparent") == 1, names
                     return headers
 
         headers = await dead_letter()
@@ -105,3 +114,5 @@ async def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_next_is_hand
     assert headers["dlq-origin-partition"].isdigit()
     assert headers["dlq-origin-offset"].isdigit()
     assert b"DecodeError" in headers["dlq-error"]
+    # The dead letter belongs to the trace of the event that could not be processed.
+    assert headers["traceparent"].split(b"-")[1] == TRACEPARENT.split(b"-")[1]

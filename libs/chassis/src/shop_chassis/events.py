@@ -43,6 +43,9 @@ processing_seconds = Histogram(
 )
 
 
+TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate"})
+
+
 class PoisonEvent(Exception):
     """The event can never be handled (e.g. a required field is missing): dead-letter it now."""
 
@@ -80,7 +83,9 @@ def subscribe(
 
     async def dead_letter(event: EventT[Any], reason: str, error: BaseException) -> None:
         message = event.message
-        headers = dict(event.headers or {})
+        # The send below is traced and injects the current context; a copied traceparent
+        # would make it appear twice.
+        headers = {k: v for k, v in (event.headers or {}).items() if k not in TRACE_CONTEXT_HEADERS}
         headers.update(
             {
                 "dlq-reason": reason.encode(),
