@@ -6,6 +6,7 @@ Integration tests never touch `make run`'s stack: they use free ports and var/te
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import uuid
@@ -19,6 +20,12 @@ from shop_devstack.procs import free_port
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor
 
 ROOT = Path(__file__).parent
+
+# The test stacks must not pick up a developer's settings (a real database, another
+# collector): child processes inherit this environment.
+for _name in list(os.environ):
+    if _name.endswith("_DATABASE_URL") or _name.startswith(("KAFKA_", "OTEL_", "SHOP_")):
+        del os.environ[_name]
 TEST_VAR = ROOT / "var" / "test"  # each fixture empties its own folder when it starts
 
 

@@ -5,6 +5,7 @@ This test stops and restarts a broker, so it runs against a stack of its own.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def outage_stack() -> AsyncIterator[tuple[Stack, Supervisor, Supervisor]]:
-    stack = Stack(repo_root() / "var" / "test" / "outage", Ports.free())
+    var_dir = repo_root() / "var" / "test" / "outage"
+    shutil.rmtree(var_dir, ignore_errors=True)
+    stack = Stack(var_dir, Ports.free())
     kafka = Supervisor(stack.var_dir, out=None)
     services = Supervisor(stack.var_dir, out=None)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.parse
@@ -196,7 +197,37 @@ async def test_latency_histograms_carry_trace_exemplars(stack: Stack, shop: Shop
 
 
 async def test_consumer_lag_and_outbox_backlog_return_to_zero(stack: Stack, shop: Shop) -> None:
+    published = value(stack, "orders", "shop_outbox_published_total", topic="shop.orders.v1")
+    handled = value(
+        stack,
+        "notifier",
+        "shop_kafka_events_processed_total",
+        topic="shop.orders.v1",
+        event_type="OrderConfirmed",
+        outcome="ok",
+    )
+
     await shop.create_order(new_customer(), {"MUG-001": 1})
+
+    async def delivered() -> None:
+        assert (
+            value(stack, "orders", "shop_outbox_published_total", topic="shop.orders.v1")
+            > published
+        )
+        assert (
+            value(
+                stack,
+                "notifier",
+                "shop_kafka_events_processed_total",
+                topic="shop.orders.v1",
+                event_type="OrderConfirmed",
+                outcome="ok",
+            )
+            > handled
+        )
+
+    await eventually(delivered)
+    await asyncio.sleep(6)  # one more measurement of each gauge (every 1 s and 5 s)
 
     async def drained() -> None:
         assert value(stack, "orders", "shop_outbox_backlog") == 0

@@ -113,7 +113,8 @@ def subscribe(
         event_type = headers.get("event-type", b"").decode(errors="replace")
         handler = handlers.get(event_type)
         if handler is None:
-            processed_total.labels(topic_name, event_type or "-", "skipped").inc()
+            # The header is whatever a producer wrote: don't let it mint label values.
+            processed_total.labels(topic_name, "unhandled", "skipped").inc()
             return
         try:
             decoded = handler.message_type.FromString(message.value or b"")

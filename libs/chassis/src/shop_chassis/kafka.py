@@ -151,7 +151,7 @@ class ShopApp(faust.App):
 def create_app(settings: ServiceSettings) -> ShopApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return ShopApp(
-        f"shop-{settings.service}",  # also the consumer group: one per service
+        settings.kafka_consumer_group,  # the app id is the consumer group: one per service
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.topic_partitions,

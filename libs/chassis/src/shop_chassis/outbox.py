@@ -25,6 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     JSON,
@@ -139,19 +140,25 @@ class OutboxRelay(Service):
         """Call after committing outbox rows: publish now rather than at the next poll."""
         self._wakeup.set()
 
-    async def on_stop(self) -> None:
+    async def on_shutdown(self) -> None:
+        # After mode cancelled the relay task: a publish in flight cannot reopen a producer.
         await self._close_producer()
 
     @Service.timer(1.0)
     async def _measure_backlog(self) -> None:
-        async with self.database.read() as connection:
-            count, oldest = (
-                await connection.execute(
-                    select(func.count(), func.min(self.outbox.c.created_at)).where(
-                        self.outbox.c.sent_at.is_(None)
-                    )
-                )
-            ).one()
+        try:
+            with suppress_instrumentation():  # a poll, not part of any request's trace
+                async with self.database.read() as connection:
+                    count, oldest = (
+                        await connection.execute(
+                            select(func.count(), func.min(self.outbox.c.created_at)).where(
+                                self.outbox.c.sent_at.is_(None)
+                            )
+                        )
+                    ).one()
+        except Exception as exc:  # database away: keep the last values, try again
+            log.debug("outbox_backlog_unavailable", error=repr(exc))
+            return
         backlog_rows.set(count)
         if oldest is None:
             oldest_unsent_age.set(0)
@@ -179,15 +186,16 @@ class OutboxRelay(Service):
 
     async def publish_batch(self) -> int:
         """Publish up to batch_size unsent rows; returns how many were acknowledged."""
-        async with self.database.read() as connection:
-            rows = (
-                await connection.execute(
-                    select(self.outbox)
-                    .where(self.outbox.c.sent_at.is_(None))
-                    .order_by(self.outbox.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
+        with suppress_instrumentation():  # the poll; each publish is traced in its request's trace
+            async with self.database.read() as connection:
+                rows = (
+                    await connection.execute(
+                        select(self.outbox)
+                        .where(self.outbox.c.sent_at.is_(None))
+                        .order_by(self.outbox.c.id)
+                        .limit(self.batch_size)
+                    )
+                ).all()
         if not rows:
             return 0
         producer = await self._ensure_producer()
@@ -228,10 +236,11 @@ class OutboxRelay(Service):
     async def _mark_sent(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        async with self.database.transaction() as connection:
-            await connection.execute(
-                update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
-            )
+        with suppress_instrumentation():
+            async with self.database.transaction() as connection:
+                await connection.execute(
+                    update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
+                )
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -70,6 +70,7 @@ class ServiceSettings:
     grpc_port: int
     metrics_port: int
     kafka_bootstrap_servers: str
+    kafka_consumer_group: str
     topic_partitions: int
     topic_replication_factor: int
     var_dir: Path
@@ -106,6 +107,7 @@ class ServiceSettings:
                 f"{prefix}_METRICS_PORT", DEFAULT_METRICS_PORTS.get(service, 9100)
             ),
             kafka_bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            kafka_consumer_group=env.text("KAFKA_CONSUMER_GROUP", f"shop-{service}"),
             topic_partitions=env.integer("KAFKA_TOPIC_PARTITIONS", 3, minimum=1, maximum=1000),
             topic_replication_factor=env.integer(
                 "KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10

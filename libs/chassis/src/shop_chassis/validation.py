@@ -7,13 +7,13 @@ import base64
 import binascii
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from shop_chassis.errors import InvalidArgument
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SKU_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
 
 
@@ -33,10 +33,10 @@ class Violations:
             if required:
                 self.add(field, "is required")
             return
-        try:
-            uuid.UUID(value)
-        except ValueError:
-            self.add(field, f"must be a UUID, got {value[:80]!r}")
+        # Only the canonical form: ids are compared as strings, and an upper-case or
+        # braced copy of the same UUID must not become a second idempotency key.
+        if not UUID_PATTERN.match(value):
+            self.add(field, f"must be a UUID in canonical lower-case form, got {value[:80]!r}")
 
     def identifier(self, field: str, value: str, *, required: bool = True) -> None:
         if not value:

@@ -118,6 +118,9 @@ async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:
             "INVENTORY_GRPC_PORT": str(port),
             "INVENTORY_METRICS_PORT": str(free_port()),
             "OTEL_SDK_DISABLED": "true",
+            # Its own database and consumer group: the session's inventory is left alone.
+            "SHOP_VAR_DIR": str(stack.var_dir / "sigterm"),
+            "KAFKA_CONSUMER_GROUP": "test-sigterm-inventory",
         },
     )
     spec.ports = {}

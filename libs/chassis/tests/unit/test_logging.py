@@ -50,6 +50,7 @@ def test_lines_inside_a_span_carry_its_trace_and_span_id(captured: io.StringIO) 
         structlog.get_logger("orders.test").info("inside")
         logging.getLogger("faust").info("inside too")
     context = span.get_span_context()
+    assert len(lines(captured)) == 2
     for line in lines(captured):
         assert line["trace_id"] == format(context.trace_id, "032x")
         assert line["span_id"] == format(context.span_id, "016x")

@@ -10,6 +10,7 @@ def test_defaults_listen_on_loopback_with_the_documented_ports() -> None:
     assert settings.metrics_port == 9101
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.topic_partitions == 3
+    assert settings.kafka_consumer_group == "shop-orders"
 
 
 def test_each_service_reads_its_own_port_variables() -> None:

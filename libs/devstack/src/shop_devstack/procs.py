@@ -84,14 +84,25 @@ class Process:
         self._pump = asyncio.create_task(self._copy_output())
 
     async def _copy_output(self) -> None:
+        """Copy the child's output to its log file and, line by line, to `out`.
+
+        Reads chunks rather than lines, so a very long line (a big traceback) can never
+        stop the copying and leave the child blocked on a full pipe.
+        """
         assert self.proc is not None and self.proc.stdout is not None
+        pending = b""
         with self._log_file.open("ab") as log:
-            while line := await self.proc.stdout.readline():
-                log.write(line)
+            while chunk := await self.proc.stdout.read(65536):
+                log.write(chunk)
                 log.flush()
-                if self._out is not None:
-                    self._out.write(self._prefix + line.decode(errors="replace"))
-                    self._out.flush()
+                if self._out is None:
+                    continue
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self._out.write(self._prefix + line.decode(errors="replace") + "\n")
+                self._out.flush()
+            if pending and self._out is not None:
+                self._out.write(self._prefix + pending.decode(errors="replace") + "\n")
 
     @property
     def exited(self) -> bool:
@@ -135,7 +146,7 @@ class Process:
 
     async def _finish_pump(self) -> None:
         if self._pump is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._pump, 5)
 
 

@@ -380,5 +380,10 @@ class Supervisor:
         return next((p for p in self.running if p.exited), None)
 
     async def stop_all(self) -> None:
+        """Stop every process, newest first; one that fails to stop does not spare the rest."""
         while self.running:
-            await self.running.pop().stop()
+            process = self.running.pop()
+            try:
+                await process.stop()
+            except Exception as exc:
+                print(f"{process.spec.name}: stopping failed: {exc!r}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The notifier database schema (SQLAlchemy Core); migrations/ creates it."""
 
 from shop_chassis.events import processed_events_table
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -13,7 +13,7 @@ notifications = Table(
     Column("customer_id", String(64), nullable=False),
     Column("order_id", String(36), nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("message", String(500), nullable=False),
+    Column("message", Text, nullable=False),
     Column("source_event_id", String(36), nullable=False, unique=True),
     Column("create_time", DateTime(timezone=True), nullable=False),
 )

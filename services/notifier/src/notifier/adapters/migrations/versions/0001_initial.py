@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.String(64), nullable=False),
         sa.Column("order_id", sa.String(36), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("message", sa.String(500), nullable=False),
+        sa.Column("message", sa.Text, nullable=False),
         sa.Column("source_event_id", sa.String(36), nullable=False, unique=True),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     )
