@@ -158,3 +158,29 @@ async def test_a_retry_after_a_compensating_release_holds_the_stock_again(
     assert again.status is ReservationStatus.HELD
     level = await stock.get_stock("MUG-001")
     assert (level.available, level.reserved) == (97, 3)
+
+
+async def test_undoing_a_timed_out_attempt_leaves_a_retrys_reservation_held(
+    stock: StockService,
+) -> None:
+    order = order_id()
+    first, retry = str(uuid.uuid4()), str(uuid.uuid4())
+    await stock.reserve(order, [Line("MUG-001", 2)], first)  # its caller timed out
+    await stock.reserve(order, [Line("MUG-001", 2)], retry)  # the client's retry
+
+    after_undo = await stock.release(order, first)  # the first caller compensates late
+
+    assert after_undo.status is ReservationStatus.HELD
+    assert (await stock.get_stock("MUG-001")).reserved == 2
+    assert (await stock.release(order, retry)).status is ReservationStatus.RELEASED
+
+
+async def test_concurrent_first_attempts_for_one_order_hold_stock_once(
+    stock: StockService,
+) -> None:
+    order = order_id()
+    results = await asyncio.gather(
+        *(stock.reserve(order, [Line("SOCKS-3P", 3)], str(uuid.uuid4())) for _ in range(4))
+    )
+    assert all(r == results[0] for r in results)
+    assert (await stock.get_stock("SOCKS-3P")).reserved == 3

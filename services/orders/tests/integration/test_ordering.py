@@ -28,16 +28,22 @@ class FakeInventory:
     def __init__(self) -> None:
         self.reserved: list[str] = []
         self.released: list[str] = []
+        self.attempts: list[str] = []
+        self.released_attempts: list[str] = []
         self.fail_with: grpc.StatusCode | None = None
 
-    async def reserve(self, order_id: str, lines: Sequence[Line]) -> list[PricedLine]:
+    async def reserve(
+        self, order_id: str, lines: Sequence[Line], attempt_id: str
+    ) -> list[PricedLine]:
         self.reserved.append(order_id)
+        self.attempts.append(attempt_id)
         if self.fail_with is not None:
             raise rpc_error(self.fail_with)
         return [PricedLine(line.sku, line.quantity, 500) for line in lines]
 
-    async def release(self, order_id: str) -> None:
+    async def release(self, order_id: str, attempt_id: str) -> None:
         self.released.append(order_id)
+        self.released_attempts.append(attempt_id)
 
 
 @pytest.fixture
@@ -122,6 +128,7 @@ async def test_a_reservation_whose_outcome_is_unknown_is_given_back(
         await ordering.create_order("alice", [Line("MUG-001", 1)], None)
 
     assert inventory.released == inventory.reserved != []
+    assert inventory.released_attempts == inventory.attempts  # only its own attempt
 
 
 async def test_a_refused_reservation_has_nothing_to_give_back(

@@ -21,6 +21,8 @@ reservations = Table(
     metadata,
     Column("order_id", String(36), primary_key=True),
     Column("status", String(16), nullable=False),
+    # The latest ReserveStock attempt for the order: a release naming an older one is void.
+    Column("last_attempt_id", String(36), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -84,11 +84,14 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.Reservation:
         violations = Violations()
         violations.uuid("order_id", request.order_id)
+        violations.uuid("attempt_id", request.attempt_id, required=False)
         violations.order_lines("items", request.items)
         violations.raise_if_any()
         lines = [Line(item.sku, item.quantity) for item in request.items]
         try:
-            return _reservation(await self.stock.reserve(request.order_id, lines))
+            return _reservation(
+                await self.stock.reserve(request.order_id, lines, request.attempt_id or None)
+            )
         except StockError as error:
             raise _api_error(error) from error
 
@@ -97,9 +100,12 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.Reservation:
         violations = Violations()
         violations.uuid("order_id", request.order_id)
+        violations.uuid("attempt_id", request.attempt_id, required=False)
         violations.raise_if_any()
         try:
-            return _reservation(await self.stock.release(request.order_id))
+            return _reservation(
+                await self.stock.release(request.order_id, request.attempt_id or None)
+            )
         except StockError as error:
             raise _api_error(error) from error
 

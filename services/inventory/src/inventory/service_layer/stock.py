@@ -15,6 +15,7 @@ from shop_chassis.events import first_delivery
 from shop_chassis.kafka import INVENTORY_TOPIC
 from shop_chassis.outbox import add_event, new_event_id, now, timestamp
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from inventory.adapters.tables import (
@@ -93,19 +94,33 @@ class StockService:
         log.info("stock_adjusted", sku=sku, delta=delta, reason=reason, available=after)
         return StockLevel(sku, after, row.reserved)
 
-    async def reserve(self, order_id: str, lines: Sequence[Line]) -> Reservation:
+    async def reserve(
+        self, order_id: str, lines: Sequence[Line], attempt_id: str | None = None
+    ) -> Reservation:
         """All lines or none; a repeat for the same order returns the held reservation.
 
         A reservation that was released (the orders service gives stock back when it could
-        not store the order) is held again by a retry of the same order.
+        not store the order) is held again by a retry of the same order. Every call records
+        `attempt_id` as the order's latest attempt (see `release`).
         """
-        lines = sorted(lines, key=lambda line: line.sku)
+        by_sku = sorted(lines, key=lambda line: line.sku)
+        try:
+            return await self._reserve(order_id, by_sku, attempt_id)
+        except IntegrityError:
+            # Two first attempts for one order raced to insert it (PostgreSQL lets both
+            # read "absent"); the loser now finds the winner's reservation.
+            return await self._reserve(order_id, by_sku, attempt_id)
+
+    async def _reserve(
+        self, order_id: str, lines: list[Line], attempt_id: str | None
+    ) -> Reservation:
         async with self.database.transaction() as connection:
             existing = await _load_reservation(connection, order_id, lock=True)
             if existing is not None:
-                if not same_lines(existing.lines, list(lines)):
+                if not same_lines(existing.lines, lines):
                     raise ReservationMismatch(order_id)
                 if existing.status is ReservationStatus.HELD:
+                    await _record_attempt(connection, order_id, attempt_id)
                     return existing
             skus = [line.sku for line in lines]
             rows = {
@@ -136,6 +151,7 @@ class StockService:
                     .where(reservations.c.order_id == order_id)
                     .values(status=ReservationStatus.HELD.value, updated_at=moment)
                 )
+            await _record_attempt(connection, order_id, attempt_id)
             for line in lines:
                 await connection.execute(
                     update(products)
@@ -162,8 +178,24 @@ class StockService:
         log.info("stock_reserved", order_id=order_id, lines=len(held))
         return Reservation(order_id, held, ReservationStatus.HELD)
 
-    async def release(self, order_id: str) -> Reservation:
+    async def release(self, order_id: str, attempt_id: str | None = None) -> Reservation:
+        """Give the order's stock back; idempotent.
+
+        With `attempt_id`, only if that attempt is still the order's latest: a caller undoing
+        a timed-out attempt must not release what a retry has reserved since.
+        """
         async with self.database.transaction() as connection:
+            if attempt_id is not None:
+                latest = await connection.scalar(
+                    select(reservations.c.last_attempt_id)
+                    .where(reservations.c.order_id == order_id)
+                    .with_for_update()
+                )
+                if latest is not None and latest != attempt_id:
+                    log.info("release_skipped_for_newer_attempt", order_id=order_id)
+                    current = await _load_reservation(connection, order_id)
+                    assert current is not None
+                    return current
             reservation, changed = await self._release(connection, order_id)
         if changed:
             self._events_committed()
@@ -247,6 +279,17 @@ def _event_item(line: ReservedLine) -> events_pb2.EventItem:
     return events_pb2.EventItem(
         sku=line.sku, quantity=line.quantity, unit_price_cents=line.unit_price_cents
     )
+
+
+async def _record_attempt(
+    connection: AsyncConnection, order_id: str, attempt_id: str | None
+) -> None:
+    if attempt_id is not None:
+        await connection.execute(
+            update(reservations)
+            .where(reservations.c.order_id == order_id)
+            .values(last_attempt_id=attempt_id)
+        )
 
 
 async def _insert_reservation(

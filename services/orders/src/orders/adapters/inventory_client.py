@@ -93,9 +93,12 @@ class InventoryClient(Service):
             raise RuntimeError("InventoryClient used before it started")
         return self._stub
 
-    async def reserve(self, order_id: str, lines: Sequence[Line]) -> list[PricedLine]:
+    async def reserve(
+        self, order_id: str, lines: Sequence[Line], attempt_id: str
+    ) -> list[PricedLine]:
         request = inventory_pb2.ReserveStockRequest(
             order_id=order_id,
+            attempt_id=attempt_id,
             items=[
                 inventory_pb2.ReserveStockRequest.Item(sku=line.sku, quantity=line.quantity)
                 for line in lines
@@ -109,8 +112,9 @@ class InventoryClient(Service):
             PricedLine(item.sku, item.quantity, item.unit_price_cents) for item in reservation.items
         ]
 
-    async def release(self, order_id: str) -> None:
-        request = inventory_pb2.ReleaseStockRequest(order_id=order_id)
+    async def release(self, order_id: str, attempt_id: str) -> None:
+        """Undo `attempt_id`'s reservation, unless a later attempt has reserved the order."""
+        request = inventory_pb2.ReleaseStockRequest(order_id=order_id, attempt_id=attempt_id)
         try:
             await self.stub.ReleaseStock(request, timeout=self.timeout_seconds)
         except grpc.aio.AioRpcError as error:

@@ -4,6 +4,7 @@ read. Events go through the outbox in the same transaction as the order change."
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -54,16 +55,18 @@ class Ordering:
             return earlier
         order_id = order_id_for(request_id)
         trace.get_current_span().set_attribute("shop.order_id", order_id)
+        # Names this call to inventory: undoing it can never undo a concurrent retry's.
+        attempt_id = str(uuid.uuid4())
         try:
-            priced = await self.inventory.reserve(order_id, lines)
+            priced = await self.inventory.reserve(order_id, lines, attempt_id)
         except InventoryCallFailed as error:
             # A refusal (out of stock, unknown sku) held nothing. A timeout or an outage
             # may have held stock after all: give it back, so no reservation is orphaned.
             if not error.is_refusal:
-                await asyncio.shield(self._compensate(order_id))
+                await asyncio.shield(self._compensate(order_id, attempt_id))
             raise
         except BaseException:  # cancelled by the caller mid-call: outcome unknown
-            await asyncio.shield(self._compensate(order_id))
+            await asyncio.shield(self._compensate(order_id, attempt_id))
             raise
         by_sku = {line.sku: line for line in priced}
         moment = now()
@@ -90,10 +93,10 @@ class Ordering:
             # is this one (same order id), so there is nothing to undo.
             if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
                 return earlier
-            await asyncio.shield(self._compensate(order_id))
+            await asyncio.shield(self._compensate(order_id, attempt_id))
             raise
         except BaseException:
-            await asyncio.shield(self._compensate(order_id))
+            await asyncio.shield(self._compensate(order_id, attempt_id))
             raise
         self._events_committed()
         orders_total.labels("confirmed").inc()
@@ -160,13 +163,14 @@ class Ordering:
             raise RequestIdReused(request_id, order.order_id)
         return order
 
-    async def _compensate(self, order_id: str) -> None:
-        """The order was not stored: give its stock back (unless it was stored after all)."""
+    async def _compensate(self, order_id: str, attempt_id: str) -> None:
+        """The order was not stored: give this attempt's stock back (unless the order was
+        stored after all, or a retry has reserved it since)."""
         try:
             async with self.database.read() as connection:
                 if await repository.get(connection, order_id) is not None:
                     return
-            await self.inventory.release(order_id)
+            await self.inventory.release(order_id, attempt_id)
             log.warning("reservation_released_after_failed_order", order_id=order_id)
         except InventoryCallFailed as error:
             if error.code != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: nothing was held
