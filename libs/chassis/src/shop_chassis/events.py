@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shop_chassis.errors import DATABASE_UNAVAILABLE
 from shop_chassis.kafka import declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
@@ -68,14 +69,114 @@ class Handler(Generic[M]):
     handle: Callable[[M, Delivery], Awaitable[None]]
 
 
+DeadLetter = Callable[[EventT[Any], str, BaseException], Awaitable[None]]
+
+
+class EventProcessor:
+    """What the agent does with one event; kept apart from Faust so it can be unit-tested.
+
+    - no handler for the event type: skipped;
+    - undecodable, or the handler raises PoisonEvent: dead-lettered at once;
+    - the database or a peer is unreachable (`DATABASE_UNAVAILABLE`): retried with backoff
+      for as long as it takes — the partition waits, so order is kept and nothing is
+      dead-lettered because of an outage;
+    - any other error: retried `attempts` times, then dead-lettered.
+    """
+
+    def __init__(
+        self,
+        topic_name: str,
+        handlers: Mapping[str, Handler[Any]],
+        dead_letter: DeadLetter,
+        *,
+        attempts: int = 3,
+        retry_delay: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.topic_name = topic_name
+        self.handlers = handlers
+        self.dead_letter = dead_letter
+        self.attempts = attempts
+        self.retry_delay = retry_delay
+        self.max_backoff = max_backoff
+
+    async def process(self, event: EventT[Any]) -> str:
+        """Handle `event`; returns the outcome (ok, skipped or dead_lettered)."""
+        message = event.message
+        headers = {k: v for k, v in (event.headers or {}).items() if isinstance(v, bytes)}
+        event_type = headers.get("event-type", b"").decode(errors="replace")
+        handler = self.handlers.get(event_type)
+        if handler is None:
+            # The header is whatever a producer wrote: don't let it mint label values.
+            processed_total.labels(self.topic_name, "unhandled", "skipped").inc()
+            return "skipped"
+        try:
+            decoded = handler.message_type.FromString(message.value or b"")
+        except DecodeError as exc:
+            return await self._dead_letter(event, event_type, "undecodable", exc)
+        key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
+        delivery = Delivery(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            event_type=event_type,
+            headers=headers,
+        )
+        failures = 0
+        while True:
+            try:
+                with processing_seconds.labels(self.topic_name, event_type).time():
+                    await handler.handle(decoded, delivery)
+            except PoisonEvent as exc:
+                return await self._dead_letter(event, event_type, "rejected", exc)
+            except DATABASE_UNAVAILABLE as exc:
+                failures += 1
+                delay = min(self.retry_delay * 2**failures, self.max_backoff)
+                log.warning("event_handling_waits", error=repr(exc), retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                failures += 1
+                if failures >= self.attempts:
+                    return await self._dead_letter(event, event_type, "handler_failed", exc)
+                log.warning("event_handling_retry", attempt=failures, error=repr(exc))
+                await asyncio.sleep(self.retry_delay * failures)
+            else:
+                processed_total.labels(self.topic_name, event_type, "ok").inc()
+                return "ok"
+
+    async def _dead_letter(
+        self, event: EventT[Any], event_type: str, reason: str, error: BaseException
+    ) -> str:
+        failures = 0
+        while True:  # a dead letter is never dropped: wait for the broker if need be
+            try:
+                await self.dead_letter(event, reason, error)
+                break
+            except Exception as exc:
+                failures += 1
+                delay = min(self.retry_delay * 2**failures, self.max_backoff)
+                log.warning("dead_letter_send_failed", error=repr(exc), retry_in_seconds=delay)
+                await asyncio.sleep(delay)
+        processed_total.labels(self.topic_name, event_type, "dead_lettered").inc()
+        dead_lettered_total.labels(self.topic_name, reason).inc()
+        message = event.message
+        log.error(
+            "event_dead_lettered",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=reason,
+            error=repr(error),
+        )
+        return "dead_lettered"
+
+
 def subscribe(
     app: faust.App,
     settings: ServiceSettings,
     topic: TopicT,
     handlers: Mapping[str, Handler[Any]],
-    *,
-    attempts: int = 3,
-    retry_delay: float = 0.2,
 ) -> TopicT:
     """Create the agent consuming `topic`; returns its dead-letter topic (to declare)."""
     topic_name = topic.get_topic_name()
@@ -97,62 +198,12 @@ def subscribe(
             }
         )
         await (await dead_letters.send(key=message.key, value=message.value, headers=headers))
-        dead_lettered_total.labels(topic_name, reason).inc()
-        log.error(
-            "event_dead_lettered",
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            reason=reason,
-            error=repr(error),
-        )
 
-    async def process(event: EventT[Any]) -> None:
-        message = event.message
-        headers = {k: v for k, v in (event.headers or {}).items() if isinstance(v, bytes)}
-        event_type = headers.get("event-type", b"").decode(errors="replace")
-        handler = handlers.get(event_type)
-        if handler is None:
-            # The header is whatever a producer wrote: don't let it mint label values.
-            processed_total.labels(topic_name, "unhandled", "skipped").inc()
-            return
-        try:
-            decoded = handler.message_type.FromString(message.value or b"")
-        except DecodeError as exc:
-            await dead_letter(event, "undecodable", exc)
-            processed_total.labels(topic_name, event_type, "dead_lettered").inc()
-            return
-        key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
-        delivery = Delivery(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=key,
-            event_type=event_type,
-            headers=headers,
-        )
-        for attempt in range(1, attempts + 1):
-            try:
-                with processing_seconds.labels(topic_name, event_type).time():
-                    await handler.handle(decoded, delivery)
-            except PoisonEvent as exc:
-                await dead_letter(event, "rejected", exc)
-                processed_total.labels(topic_name, event_type, "dead_lettered").inc()
-                return
-            except Exception as exc:
-                if attempt == attempts:
-                    await dead_letter(event, "handler_failed", exc)
-                    processed_total.labels(topic_name, event_type, "dead_lettered").inc()
-                    return
-                log.warning("event_handling_retry", attempt=attempt, error=repr(exc))
-                await asyncio.sleep(retry_delay * attempt)
-            else:
-                processed_total.labels(topic_name, event_type, "ok").inc()
-                return
+    processor = EventProcessor(topic_name, handlers, dead_letter)
 
     async def consume(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await process(event)
+            await processor.process(event)
 
     app.agent(topic, name=f"{app.conf.id}.{topic_name}")(consume)
     return dead_letters

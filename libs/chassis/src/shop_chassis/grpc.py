@@ -63,6 +63,7 @@ class GrpcServerService(Service):
         registrars: Sequence[Registrar],
         grace_seconds: float,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        on_stopping: Sequence[Callable[[], None]] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +72,7 @@ class GrpcServerService(Service):
         self.registrars = list(registrars)
         self.grace_seconds = grace_seconds
         self.interceptors = list(interceptors)
+        self.on_stopping = list(on_stopping)
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
 
@@ -110,6 +112,8 @@ class GrpcServerService(Service):
             return
         log.info("grpc_server_stopping", grace_seconds=self.grace_seconds)
         await self.health.enter_graceful_shutdown()
+        for callback in self.on_stopping:  # e.g. end server streams, which never finish alone
+            callback()
         await self.server.stop(self.grace_seconds)
         self.server = None
         log.info("grpc_server_stopped")

@@ -45,6 +45,8 @@ class ServiceParts:
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     # Started after the topics are declared and before the gRPC server (e.g. the outbox relay).
     background: Sequence[ServiceT] = field(default_factory=list)
+    # Called when the gRPC server starts stopping, before in-flight calls get their grace.
+    on_grpc_stopping: Sequence[Callable[[], None]] = ()
 
 
 Wire = Callable[[ServiceSettings, ShopApp], ServiceParts]
@@ -86,6 +88,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
             service_names=parts.grpc_service_names,
             registrars=parts.grpc_registrars,
             interceptors=parts.interceptors,
+            on_stopping=parts.on_grpc_stopping,
             grace_seconds=settings.shutdown_grace_seconds,
         )
     )

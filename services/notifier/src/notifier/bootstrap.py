@@ -42,4 +42,5 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         grpc_registrars=[register],
         topics=[orders_topic, inventory_topic, orders_dlq, inventory_dlq],
         background=[DatabaseLifecycle(database)],
+        on_grpc_stopping=[broadcaster.close],
     )

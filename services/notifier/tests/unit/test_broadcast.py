@@ -2,7 +2,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from notifier.adapters.broadcast import Broadcaster, SubscriberTooSlow
+from notifier.adapters.broadcast import BroadcastClosed, Broadcaster, SubscriberTooSlow
 from notifier.domain.model import Notification, NotificationKind
 
 
@@ -37,3 +37,13 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_without_blocking_publis
         with pytest.raises(SubscriberTooSlow):
             async for _ in subscription:
                 pass
+
+
+async def test_closing_ends_every_open_stream() -> None:
+    broadcaster = Broadcaster()
+    async with broadcaster.subscribe("alice") as subscription:
+        broadcaster.close()
+        with pytest.raises(BroadcastClosed):
+            async for _ in subscription:
+                pass
+    assert broadcaster.subscribers == 0

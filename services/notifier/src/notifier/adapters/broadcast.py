@@ -17,11 +17,22 @@ class SubscriberTooSlow(Exception):
     """The subscriber's queue overflowed; its stream ends and the client should re-list."""
 
 
+class BroadcastClosed(Exception):
+    """The service is shutting down; the client should reconnect (to another instance)."""
+
+
+_CLOSED = object()
+
+
 class _Subscription:
     def __init__(self, customer_id: str, capacity: int) -> None:
         self.customer_id = customer_id
-        self.queue: asyncio.Queue[Notification | None] = asyncio.Queue(capacity)
+        self.queue: asyncio.Queue[Notification | object | None] = asyncio.Queue(capacity)
         self.overflowed = False
+
+    def close(self) -> None:
+        self.queue = asyncio.Queue(1)
+        self.queue.put_nowait(_CLOSED)
 
     def offer(self, notification: Notification) -> None:
         if self.customer_id and notification.customer_id != self.customer_id:
@@ -38,6 +49,9 @@ class _Subscription:
             notification = await self.queue.get()
             if notification is None:
                 raise SubscriberTooSlow
+            if notification is _CLOSED:
+                raise BroadcastClosed
+            assert isinstance(notification, Notification)
             yield notification
 
 
@@ -51,6 +65,12 @@ class Broadcaster:
             subscription.offer(notification)
             if subscription.overflowed:
                 self._subscriptions.discard(subscription)
+
+    def close(self) -> None:
+        """End every stream (on shutdown, before the gRPC server's grace period)."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
+        self._subscriptions.clear()
 
     @asynccontextmanager
     async def subscribe(self, customer_id: str) -> AsyncIterator[_Subscription]:

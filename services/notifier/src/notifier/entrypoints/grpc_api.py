@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from shop_chassis.errors import ApiError
+from shop_chassis.errors import ApiError, Unavailable
 from shop_chassis.validation import Violations, decode_page_token, encode_page_token
 
-from notifier.adapters.broadcast import Broadcaster, SubscriberTooSlow
+from notifier.adapters.broadcast import BroadcastClosed, Broadcaster, SubscriberTooSlow
 from notifier.domain.model import Notification, NotificationKind
 from notifier.service_layer.notifications import Notifications
 
@@ -64,6 +64,8 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
                     "stream fell too far behind and was closed; reconnect and use"
                     " ListNotifications to catch up"
                 ) from None
+            except BroadcastClosed:
+                raise Unavailable("the notifier is shutting down; reconnect") from None
 
 
 _KIND = {
