@@ -1,9 +1,11 @@
 """The Faust app of a service: broker, explicit topics, and the services it hosts.
 
 Topics are declared by the code with an explicit partition count and replication factor
-(the broker's auto-creation would pick its own defaults). The app starts its hosted
-services (topic declaration, then the gRPC server) after its producer and consumer, and
-stops them before them.
+(the broker's auto-creation would pick its own defaults), before the consumer subscribes.
+The app starts its other hosted services (database, outbox relay, lag monitor, then the gRPC
+server) after its producer and consumer. On stop, Faust first stops fetching and lets the
+agents finish the event in hand; then the hosted services stop, gRPC server first, and
+only then Faust's consumer and producer objects.
 """
 
 from __future__ import annotations
