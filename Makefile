@@ -43,7 +43,7 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
 	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres
-	$(PY) -m pytest libs/chassis/tests services tests
+	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no Kafka)

@@ -1,0 +1,106 @@
+"""`make run`'s command end to end, on ports of its own: up, refused twice, stopped clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from shop_devstack.stack import SERVICES, Ports, repo_root
+
+pytestmark = pytest.mark.integration
+
+VAR = repo_root() / "var" / "test" / "run-command"
+
+
+def port_env(ports: Ports) -> dict[str, str]:
+    env = {
+        "KAFKA_PORT": ports.kafka,
+        "KAFKA_CONTROLLER_PORT": ports.kafka_controller,
+        "JAEGER_UI_PORT": ports.jaeger_ui,
+        "JAEGER_OTLP_GRPC_PORT": ports.jaeger_otlp_grpc,
+        "JAEGER_OTLP_HTTP_PORT": ports.jaeger_otlp_http,
+        "JAEGER_QUERY_GRPC_PORT": ports.jaeger_query_grpc,
+        "JAEGER_HEALTH_PORT": ports.jaeger_health,
+        "PROMETHEUS_PORT": ports.prometheus,
+    }
+    for name in SERVICES:
+        env[f"{name.upper()}_GRPC_PORT"] = ports.grpc[name]
+        env[f"{name.upper()}_METRICS_PORT"] = ports.metrics[name]
+    return {key: str(value) for key, value in env.items()}
+
+
+def run_command(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shop_devstack", "run", "--var-dir", str(VAR)],
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def processes_using(folder: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture
+def running() -> Iterator[tuple[subprocess.Popen[str], dict[str, str], list[str]]]:
+    shutil.rmtree(VAR, ignore_errors=True)
+    env = port_env(Ports.free())
+    first = run_command(env)
+    output: list[str] = []
+    deadline = time.monotonic() + 150
+    assert first.stdout is not None
+    for line in first.stdout:  # up to the banner's last line, the ListProducts example
+        output.append(line)
+        if "InventoryService/ListProducts" in line or time.monotonic() > deadline:
+            break
+    # Keep reading: a full pipe would block the supervisor (and its Ctrl-C handling).
+    threading.Thread(target=lambda: output.extend(first.stdout or []), daemon=True).start()
+    try:
+        yield first, env, output
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+
+
+def test_run_comes_up_refuses_a_second_run_and_stops_everything_on_ctrl_c(
+    running: tuple[subprocess.Popen[str], dict[str, str], list[str]],
+) -> None:
+    first, env, output = running
+    banner = "".join(output)
+    assert "shop is up" in banner, banner[-3000:]
+    assert f"127.0.0.1:{env['ORDERS_GRPC_PORT']}" in banner
+    assert "grpcurl -plaintext" in banner
+
+    second = subprocess.run(
+        [sys.executable, "-m", "shop_devstack", "run", "--var-dir", str(VAR / "second")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "already in use" in second.stderr and "port " in second.stderr
+
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+    assert first.wait(timeout=90) == 0
+    assert processes_using(VAR) == []
