@@ -12,7 +12,7 @@ STAMP   := $(GEN)/shop/.generated
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: bootstrap
 bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger, Prometheus, grpcurl, ghz, buf, PostgreSQL)
@@ -46,8 +46,18 @@ test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometh
 	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests
 
 .PHONY: test-unit
-test-unit: install ## Unit tests only (no Kafka)
+test-unit: install ## Unit tests only (no Kafka, no database server)
 	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit
+
+.PHONY: test-integration
+test-integration: install ## Integration tests: platform, make run, service layers on SQLite + PostgreSQL
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres
+	$(PY) -m pytest libs/chassis/tests/integration libs/devstack/tests services/*/tests/integration
+
+.PHONY: test-e2e
+test-e2e: install ## End-to-end tests: the three services on real Kafka, Jaeger, Prometheus
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
+	$(PY) -m pytest tests/e2e
 
 .PHONY: demo
 demo: install ## Place a few orders against a running `make run` and print what happened
