@@ -55,7 +55,7 @@ install_kafka() {
 }
 
 go_install() {  # go_install <name> <package> <version>
-  need go "Install Go 1.24+ (https://go.dev/doc/install or Debian's golang-go)."
+  need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
   local name=$1 pkg=$2 version=$3 dir=$cache/$1-$3
   if [ ! -x "$dir/$name" ]; then
     say "building $name $version with the Go toolchain (first time only; a few minutes)"
@@ -65,7 +65,7 @@ go_install() {  # go_install <name> <package> <version>
 }
 
 install_jaeger() {
-  need go "Install Go 1.24+ (https://go.dev/doc/install or Debian's golang-go)."
+  need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
   local dir=$cache/jaeger-$JAEGER_VERSION
   if [ ! -x "$dir/jaeger" ]; then
     say "building Jaeger $JAEGER_VERSION with the Go toolchain (first time only; 3-8 minutes)"

@@ -15,7 +15,6 @@ deferred transactions and run beside the writer (WAL).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
+from shop_chassis.settings import Env
 from shop_chassis.telemetry import sql_tracing_enabled
 
 
@@ -49,7 +49,10 @@ class Database:
             # Each aiosqlite connection is a thread; a few keep thread hand-offs cheap, and
             # SQLite has one writer at a time anyway.
             **(
-                {"pool_size": int(os.environ.get("SHOP_SQLITE_POOL_SIZE", "3")), "max_overflow": 0}
+                {
+                    "pool_size": Env().integer("SHOP_SQLITE_POOL_SIZE", 3, minimum=1),
+                    "max_overflow": 0,
+                }
                 if sqlite
                 else {}
             ),

@@ -74,7 +74,11 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     setup_prometheus_sensors(app, name_prefix="shop_faust")
     app.sensors.add(KafkaProcessTracing())
     app.sensors.add(RebalanceCounter())
-    parts = wire(settings, app)
+    try:
+        parts = wire(settings, app)
+    except SettingsError as exc:  # the service's own variables, read while wiring
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app.host(
         TopicDeclarations(settings.kafka_bootstrap_servers, parts.topics),
         before_kafka_clients=True,
