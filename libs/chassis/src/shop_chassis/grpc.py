@@ -1,10 +1,10 @@
 """The gRPC server every service runs: grpc.aio, health checking, reflection, interceptors.
 
 It is a mode.Service so the Faust app can start it after its producer and consumer and,
-on SIGTERM/SIGINT, stop it before the rest of the service (after Faust has stopped
-fetching): health flips to NOT_SERVING, server streams are told to end, new calls are
-refused, in-flight calls get `grace` seconds to finish, and only then do the outbox relay,
-the database and Faust's clients stop.
+on SIGTERM/SIGINT, stop it before anything else: health flips to NOT_SERVING, server
+streams are told to end, new calls are refused, in-flight calls get `grace` seconds to
+finish, and only then do Faust's agents, the outbox relay, the database and Faust's
+clients stop.
 """
 
 from __future__ import annotations

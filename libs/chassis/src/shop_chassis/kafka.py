@@ -3,9 +3,9 @@
 Topics are declared by the code with an explicit partition count and replication factor
 (the broker's auto-creation would pick its own defaults), before the consumer subscribes.
 The app starts its other hosted services (database, outbox relay, lag monitor, then the gRPC
-server) after its producer and consumer. On stop, Faust first stops fetching and lets the
-agents finish the event in hand; then the hosted services stop, gRPC server first, and
-only then Faust's consumer and producer objects.
+server) after its producer and consumer. On stop, the gRPC server stops first (it finishes
+in-flight calls); then Faust stops fetching and lets the agents finish the event in hand;
+then the other hosted services, and Faust's consumer and producer.
 """
 
 from __future__ import annotations
@@ -131,23 +131,35 @@ class ConsumerLagMonitor(Service):
 
 class ShopApp(faust.App):
     """A faust.App that starts `early` services before its consumer and producer, and
-    `hosted` services after them (stopping those first)."""
+    `hosted` services after them; on stop, `stop_first` services stop before Faust does
+    anything (the gRPC server: stop accepting, finish in-flight calls, then stop Kafka)."""
 
     early: list[ServiceT]
     hosted: list[ServiceT]
+    stop_first: list[ServiceT]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.early = []
         self.hosted = []
+        self.stop_first = []
 
-    def host(self, service: ServiceT, *, before_kafka_clients: bool = False) -> None:
+    def host(
+        self, service: ServiceT, *, before_kafka_clients: bool = False, stop_first: bool = False
+    ) -> None:
         (self.early if before_kafka_clients else self.hosted).append(service)
+        if stop_first:
+            self.stop_first.append(service)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         yield from self.early
         yield from super().on_init_dependencies()
         yield from self.hosted
+
+    async def on_stop(self) -> None:
+        for service in self.stop_first:
+            await service.stop()
+        await super().on_stop()
 
 
 def create_app(settings: ServiceSettings) -> ShopApp:

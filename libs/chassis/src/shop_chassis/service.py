@@ -94,7 +94,8 @@ def run_service(service: str, wire: Wire) -> NoReturn:
             interceptors=parts.interceptors,
             on_stopping=parts.on_grpc_stopping,
             grace_seconds=settings.shutdown_grace_seconds,
-        )
+        ),
+        stop_first=True,
     )
     log.info(
         "service_starting",

@@ -9,9 +9,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC
 from shop_devstack.procs import Process, StackError, free_port
 from shop_devstack.stack import Stack, Supervisor, grpc_serving
@@ -163,3 +165,40 @@ def test_ghz_can_call_a_method_through_reflection(services: dict[str, str]) -> N
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["statusCodeDistribution"] == {"OK": 5}
+
+
+async def test_sigterm_ends_open_streams_with_unavailable_and_stops_within_the_grace(
+    stack: Stack,
+) -> None:
+    """A second notifier: a client streaming from it must not hold its shutdown hostage."""
+    port = free_port()
+    spec = stack.service(
+        "notifier",
+        {
+            "NOTIFIER_GRPC_PORT": str(port),
+            "NOTIFIER_METRICS_PORT": str(free_port()),
+            "OTEL_SDK_DISABLED": "true",
+            "SHOP_VAR_DIR": str(stack.var_dir / "sigterm-notifier"),
+            "KAFKA_CONSUMER_GROUP": "test-sigterm-notifier",
+            "SHUTDOWN_GRACE_SECONDS": "30",
+        },
+    )
+    spec.ports = {}
+    spec.ready = lambda: grpc_serving(f"127.0.0.1:{port}")
+    supervisor = Supervisor(stack.var_dir / "sigterm-notifier", out=None)
+    process: Process = await supervisor.start(spec)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stream = notifier_pb2_grpc.NotifierServiceStub(channel).StreamNotifications(
+            notifier_pb2.StreamNotificationsRequest()
+        )
+        await asyncio.sleep(0.5)  # the stream is open on the server
+        started = asyncio.get_running_loop().time()
+
+        await process.stop()
+
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await stream.read()
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert asyncio.get_running_loop().time() - started < 20  # well inside the 30 s grace
+    assert process.proc is not None
+    assert process.proc.returncode == 0

@@ -39,11 +39,18 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_without_blocking_publis
                 pass
 
 
-async def test_closing_ends_every_open_stream() -> None:
+async def test_closing_ends_a_stream_that_is_waiting_for_news() -> None:
     broadcaster = Broadcaster()
-    async with broadcaster.subscribe("alice") as subscription:
-        broadcaster.close()
-        with pytest.raises(BroadcastClosed):
+
+    async def read_all() -> None:
+        async with broadcaster.subscribe("alice") as subscription:
             async for _ in subscription:
                 pass
+
+    reader = asyncio.create_task(read_all())
+    await asyncio.sleep(0.01)  # the reader now waits on an empty queue
+    broadcaster.close()
+
+    with pytest.raises(BroadcastClosed):
+        await asyncio.wait_for(reader, 1)
     assert broadcaster.subscribers == 0

@@ -31,8 +31,12 @@ class _Subscription:
         self.overflowed = False
 
     def close(self) -> None:
-        self.queue = asyncio.Queue(1)
-        self.queue.put_nowait(_CLOSED)
+        # Into the queue the reader may be waiting on; a full one has no waiting reader.
+        try:
+            self.queue.put_nowait(_CLOSED)
+        except asyncio.QueueFull:
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait(_CLOSED)
 
     def offer(self, notification: Notification) -> None:
         if self.customer_id and notification.customer_id != self.customer_id:
