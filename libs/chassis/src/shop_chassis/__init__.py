@@ -1,10 +1,17 @@
 """What every shop service shares, each concern in one module.
 
-settings  - configuration from environment variables, failing fast
-logging   - structlog setup (JSON or console), with Faust's stdlib logs routed through it
-telemetry - OpenTelemetry tracer provider and instrumentation, flushed on shutdown
-metrics   - the Prometheus /metrics endpoint
-grpc      - the grpc.aio server (health, reflection, interceptors, graceful stop) as a mode.Service
-kafka     - the Faust app factory and topic declarations
-service   - `run_service`, which wires all of the above for one service process
+settings     - configuration from environment variables, failing fast
+logging      - structlog setup (JSON or console), Faust's stdlib logs routed through it
+telemetry    - OpenTelemetry tracer provider, instrumentation, Kafka process spans, exemplars
+metrics      - the Prometheus /metrics endpoint
+grpc_metrics - gRPC RED metrics (server and client interceptors)
+errors       - ApiError and friends: precise status codes with google.rpc details
+validation   - request validation collecting every violation, opaque page tokens
+interceptors - the base for server interceptors that wrap handlers
+grpc         - the grpc.aio server (health, reflection, interceptors, graceful stop)
+kafka        - the Faust app, topic declarations, consumer lag, rebalances
+db           - the async SQLAlchemy database, Alembic migrations, SQLite write ordering
+outbox       - transactional outbox table, staging events, the relay to Kafka
+events       - consuming protobuf events: dedupe, retries, dead letters
+service      - `run_service`, which wires all of the above for one service process
 """
