@@ -111,24 +111,32 @@ async def test_python_produces_to_and_consumes_from_kafka_with_headers(stack: St
     assert list(record.headers) == [("event-type", b"Test")]
 
 
-async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:
-    """A second inventory process on its own ports: SIGTERM must end it with code 0."""
+async def start_second(stack: Stack, name: str, **env: str) -> tuple[Process, str]:
+    """Another process of service `name` on its own ports, database and consumer group, so the
+    session's services are left alone; returns it and its gRPC address."""
     port = free_port()
+    prefix = name.upper()
     spec = stack.service(
-        "inventory",
+        name,
         {
-            "INVENTORY_GRPC_PORT": str(port),
-            "INVENTORY_METRICS_PORT": str(free_port()),
+            f"{prefix}_GRPC_PORT": str(port),
+            f"{prefix}_METRICS_PORT": str(free_port()),
             "OTEL_SDK_DISABLED": "true",
-            # Its own database and consumer group: the session's inventory is left alone.
-            "SHOP_VAR_DIR": str(stack.var_dir / "sigterm"),
-            "KAFKA_CONSUMER_GROUP": "test-sigterm-inventory",
+            "SHOP_VAR_DIR": str(stack.var_dir / f"second-{name}"),
+            "KAFKA_CONSUMER_GROUP": f"test-second-{name}",
+            **env,
         },
     )
+    address = f"127.0.0.1:{port}"
     spec.ports = {}
-    spec.ready = lambda: grpc_serving(f"127.0.0.1:{port}")
-    supervisor = Supervisor(stack.var_dir / "sigterm", out=None)
-    process: Process = await supervisor.start(spec)
+    spec.ready = lambda: grpc_serving(address)
+    supervisor = Supervisor(stack.var_dir / f"second-{name}", out=None)
+    return await supervisor.start(spec), address
+
+
+async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:
+    """SIGTERM must end a service with code 0."""
+    process, _ = await start_second(stack, "inventory")
     await process.stop()
     assert process.proc is not None
     assert process.proc.returncode == 0
@@ -170,24 +178,9 @@ def test_ghz_can_call_a_method_through_reflection(services: dict[str, str]) -> N
 async def test_sigterm_ends_open_streams_with_unavailable_and_stops_within_the_grace(
     stack: Stack,
 ) -> None:
-    """A second notifier: a client streaming from it must not hold its shutdown hostage."""
-    port = free_port()
-    spec = stack.service(
-        "notifier",
-        {
-            "NOTIFIER_GRPC_PORT": str(port),
-            "NOTIFIER_METRICS_PORT": str(free_port()),
-            "OTEL_SDK_DISABLED": "true",
-            "SHOP_VAR_DIR": str(stack.var_dir / "sigterm-notifier"),
-            "KAFKA_CONSUMER_GROUP": "test-sigterm-notifier",
-            "SHUTDOWN_GRACE_SECONDS": "30",
-        },
-    )
-    spec.ports = {}
-    spec.ready = lambda: grpc_serving(f"127.0.0.1:{port}")
-    supervisor = Supervisor(stack.var_dir / "sigterm-notifier", out=None)
-    process: Process = await supervisor.start(spec)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    """A client streaming from the notifier must not hold its shutdown hostage."""
+    process, address = await start_second(stack, "notifier", SHUTDOWN_GRACE_SECONDS="30")
+    async with grpc.aio.insecure_channel(address) as channel:
         stream = notifier_pb2_grpc.NotifierServiceStub(channel).StreamNotifications(
             notifier_pb2.StreamNotificationsRequest()
         )

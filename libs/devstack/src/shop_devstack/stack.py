@@ -126,6 +126,16 @@ async def _postgres_ready(port: int) -> bool:
     return True
 
 
+async def _setup_command(what: str, *argv: str) -> None:
+    """Run a one-off setup step; if it fails, the error carries its output."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise StackError(f"{what} failed:\n{output.decode(errors='replace')}")
+
+
 def _kafka_cluster_id() -> str:
     """Kafka's Uuid format: URL-safe base64 of 16 random bytes, not starting with '-'."""
     while True:
@@ -176,7 +186,8 @@ class Stack:
         id_file = home / "cluster.id"
         if not id_file.exists():
             id_file.write_text(_kafka_cluster_id())
-        fmt = await asyncio.create_subprocess_exec(
+        await _setup_command(
+            "formatting Kafka storage",
             *java[:1],
             *log4j,
             *java[1:],
@@ -188,12 +199,7 @@ class Stack:
             id_file.read_text().strip(),
             "-c",
             str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
         )
-        output, _ = await fmt.communicate()
-        if fmt.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{output.decode(errors='replace')}")
         return ProcessSpec(
             name="kafka",
             argv=[
@@ -226,7 +232,8 @@ class Stack:
             home.mkdir(parents=True, exist_ok=True)
             if as_user:
                 shutil.chown(home, "postgres")
-            init = await asyncio.create_subprocess_exec(
+            await _setup_command(
+                "initdb",
                 *as_user,
                 str(bin_dir / "initdb"),
                 "-D",
@@ -237,12 +244,7 @@ class Stack:
                 "--no-sync",
                 "-E",
                 "UTF8",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
             )
-            output, _ = await init.communicate()
-            if init.returncode != 0:
-                raise StackError(f"initdb failed:\n{output.decode(errors='replace')}")
         return ProcessSpec(
             name="postgres",
             argv=[
