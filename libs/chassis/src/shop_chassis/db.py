@@ -1,95 +1,110 @@
-"""The service's database: an async SQLAlchemy engine, schema managed by Alembic.
+"""The service's database: SQLAlchemy Core statements, one hop per unit of work.
 
-SQLite files under var/<service>/ are the default (`sqlite+aiosqlite:///...`); a
-PostgreSQL DSN (`postgresql+asyncpg://...`) works with the same code. Set it with
-`<SERVICE>_DATABASE_URL`.
+A use case hands the database one plain function that does all of its SQL on a synchronous
+`Connection`; `write` runs it as one transaction, `read` as a read. The work is never split
+into one await per statement, which is what made every call cost milliseconds before
+(see README, "The data path").
 
-On SQLite, one service process is the only writer of its file, so write transactions
-queue on an asyncio lock in the process (FIFO, no polling) and begin with
-`BEGIN IMMEDIATE`, which takes SQLite's write lock up front: a transaction that reads and
-then writes (check stock, then take it) cannot be overtaken, so conditional updates are
-atomic on both databases (PostgreSQL uses SELECT ... FOR UPDATE). Reads use plain
-deferred transactions and run beside the writer (WAL).
+- **SQLite** (default, `sqlite:///var/<service>/db.sqlite3`): writes run on one dedicated
+  writer thread with stdlib `sqlite3` — one thread hop per unit of work, transactions one
+  after another in arrival order, each begun with `BEGIN IMMEDIATE`, so a unit that reads and
+  then writes (check stock, then take it) cannot be overtaken. WAL checkpoints happen inside
+  commits on that thread, never on the event loop. Reads run on the event loop itself on a
+  connection of their own, without BEGIN: an indexed read costs tens of microseconds, less
+  than a hop to a thread, and WAL lets it run beside the writer. Keep a read to one statement.
+- **PostgreSQL** (`postgresql+asyncpg://…`): the same function runs on the event loop through
+  SQLAlchemy's `run_sync` over asyncpg (no thread at all); conditional updates lock rows
+  with `SELECT … FOR UPDATE`.
+
+Set the URL with `<SERVICE>_DATABASE_URL`. `statements_executed` counts what reaches the
+driver, which is how the tests hold each use case to its statement budget.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextvars
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from mode import Service
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from sqlalchemy import MetaData, event
+from opentelemetry import trace
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from shop_chassis.settings import Env
-from shop_chassis.telemetry import sql_tracing_enabled
+from shop_chassis.settings import Env, SettingsError
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+_tracer = trace.get_tracer(__name__)
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
 def default_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir / 'db.sqlite3'}"
+    return f"sqlite:///{data_dir / 'db.sqlite3'}"
+
+
+def open_database(url: str, *, variable: str = "DATABASE_URL") -> Database:
+    """The database for `url`; a URL of another kind fails naming `variable`."""
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(url)
+    if url.startswith("postgresql+asyncpg://"):
+        return PostgresDatabase(url)
+    raise SettingsError(
+        f"{variable}={url!r}: expected sqlite:///<path> or postgresql+asyncpg://<user>@<host>/<db>"
+    )
 
 
 class Database:
+    """Runs units of work; see the module docstring for how each kind does it."""
+
+    system = ""
+
     def __init__(self, url: str) -> None:
         self.url = url
-        sqlite = url.startswith("sqlite")
-        self.engine: AsyncEngine = create_async_engine(
-            url,
-            # Server databases drop idle connections; a local file does not.
-            pool_pre_ping=not sqlite,
-            # Each aiosqlite connection is a thread; a few keep thread hand-offs cheap, and
-            # SQLite has one writer at a time anyway.
-            **(
-                {
-                    "pool_size": Env().integer("SHOP_SQLITE_POOL_SIZE", 3, minimum=1),
-                    "max_overflow": 0,
-                }
-                if sqlite
-                else {}
-            ),
-        )
-        self._write_lock: asyncio.Lock | None = None
-        if self.is_sqlite:
-            self._write_lock = asyncio.Lock()
-            _make_sqlite_writes_immediate(self.engine)
-        if sql_tracing_enabled():
-            SQLAlchemyInstrumentor().instrument(engine=self.engine.sync_engine)
+        self.statements_executed = 0
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+    async def write(self, work: Work[T], *, name: str) -> T:
+        """Run `work` as one transaction: committed if it returns, rolled back if it raises.
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        if self._write_lock is None:
-            async with self.engine.begin() as connection:
-                yield connection
-            return
-        async with self._write_lock, self.engine.begin() as connection:
-            yield connection
+        Inside a traced request it is one span, `db <name>`, carrying the number of
+        statements it executed; background bookkeeping (no current span) is not traced.
+        """
+        if not trace.get_current_span().is_recording():
+            return await self._write(work)
+        with _tracer.start_as_current_span(
+            f"db {name}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system.name": self.system, "db.operation.name": name},
+        ) as span:
+            before = self.statements_executed
+            try:
+                return await self._write(work)
+            finally:
+                span.set_attribute("db.statement_count", self.statements_executed - before)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (rolled back at the end)."""
-        async with self.engine.connect() as connection:
-            await connection.execution_options(**{_READ_ONLY: True})
-            yield connection
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` outside an explicit transaction (each statement sees committed data)."""
+        raise NotImplementedError
+
+    async def _write(self, work: Work[T]) -> T:
+        raise NotImplementedError
+
+    async def dispose(self) -> None:
+        raise NotImplementedError
 
     def migrate(self, migrations: Path) -> None:
         """Bring the schema to the newest Alembic revision in `migrations`.
 
-        Called at start-up before the event loop runs; Alembic gets a thread (and an event
-        loop) of its own so the service's loop is never touched.
+        Called at start-up before the event loop runs; Alembic gets a thread of its own so
+        the service's loop is never touched.
         """
         config = Config()
         config.set_main_option("script_location", str(migrations))
@@ -97,8 +112,95 @@ class Database:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(command.upgrade, config, "head").result()
 
+    def _count_statements(self, engine: Engine) -> None:
+        @event.listens_for(engine, "before_cursor_execute")
+        def count(*args: Any) -> None:
+            statement: str = args[2]
+            if not statement.startswith(_TRANSACTION_CONTROL):
+                self.statements_executed += 1
+
+
+class SqliteDatabase(Database):
+    system = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        connect_args = {"check_same_thread": False}
+        # One connection for the writer thread, one for reads on the event loop.
+        self._writer_engine = create_engine(
+            url, pool_size=1, max_overflow=0, connect_args=connect_args
+        )
+        self._reader_engine = create_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            connect_args=connect_args,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
+        for engine in (self._writer_engine, self._reader_engine):
+            event.listen(engine, "connect", _configure_sqlite_connection)
+            self._count_statements(engine)
+        event.listen(self._writer_engine, "begin", _begin_immediate)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._reader: Connection | None = None
+
+    async def _write(self, work: Work[T]) -> T:
+        # The copied context carries the request's span into the thread (outbox rows store it).
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, context.run, self._run_transaction, work
+        )
+
+    def _run_transaction(self, work: Work[T]) -> T:
+        with self._writer_engine.begin() as connection:
+            return work(connection)
+
+    async def read(self, work: Work[T]) -> T:
+        # Reads run one at a time on the loop's thread, so one connection, kept open, serves
+        # them all (a pool checkout would cost as much as the read).
+        if self._reader is None:
+            self._reader = self._reader_engine.connect()
+        try:
+            return work(self._reader)
+        finally:
+            if self._reader.in_transaction():
+                self._reader.rollback()
+
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._writer_engine.dispose
+        )
+        self._writer.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._reader_engine.dispose()
+
+
+class PostgresDatabase(Database):
+    system = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._engine: AsyncEngine = create_async_engine(
+            url,
+            pool_pre_ping=True,  # server databases drop idle connections
+            pool_size=Env().integer("SHOP_DATABASE_POOL_SIZE", 10, minimum=1, maximum=200),
+        )
+        self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._count_statements(self._engine.sync_engine)
+
+    async def _write(self, work: Work[T]) -> T:
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    async def read(self, work: Work[T]) -> T:
+        async with self._autocommit_engine.connect() as connection:
+            return await connection.run_sync(work)
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
 
 
 class DatabaseLifecycle(Service):
@@ -112,35 +214,28 @@ class DatabaseLifecycle(Service):
         await self.database.dispose()
 
 
-_READ_ONLY = "shop_read_only"
+def _configure_sqlite_connection(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the driver, issue BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
-def _make_sqlite_writes_immediate(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
-        # Let SQLAlchemy, not the driver, issue BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+def _begin_immediate(connection: Connection) -> None:
+    # Takes SQLite's write lock up front: nothing can slip in between a unit's read and write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def run_migrations(target_metadata: MetaData) -> None:
-    """The body of every service's alembic env.py: migrate with the service's engine."""
+    """The body of every service's alembic env.py: migrate with an engine of its own."""
     from alembic import context
 
-    # Alembic runs in a worker thread with its own event loop, so it gets its own engine.
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "Database.migrate sets sqlalchemy.url"
-    engine = create_async_engine(url, poolclass=NullPool)
 
     def upgrade(connection: Connection) -> None:
         context.configure(
@@ -151,12 +246,24 @@ def run_migrations(target_metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
 
-    async def run() -> None:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, poolclass=NullPool)
         try:
-            async with engine.connect() as connection:
+            with engine.connect() as connection:
+                upgrade(connection)
+                connection.commit()
+        finally:
+            engine.dispose()
+        return
+
+    async def run() -> None:
+        async_engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with async_engine.connect() as connection:
                 await connection.run_sync(upgrade)
                 await connection.commit()
         finally:
-            await engine.dispose()
+            await async_engine.dispose()
 
+    # Alembic runs in a thread of its own (see Database.migrate), so it may own a loop.
     asyncio.run(run())

@@ -20,7 +20,7 @@ from faust.types import EventT, TopicT
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from shop_chassis.errors import DATABASE_UNAVAILABLE
 from shop_chassis.kafka import declare_topic
@@ -219,14 +219,12 @@ def processed_events_table(metadata: MetaData) -> Table:
     )
 
 
-async def first_delivery(connection: AsyncConnection, processed: Table, event_id: str) -> bool:
+def first_delivery(connection: Connection, processed: Table, event_id: str) -> bool:
     """Record `event_id` in the caller's transaction; False if it was handled before."""
-    seen = await connection.scalar(
-        select(processed.c.event_id).where(processed.c.event_id == event_id)
-    )
+    seen = connection.scalar(select(processed.c.event_id).where(processed.c.event_id == event_id))
     if seen is not None:
         return False
-    await connection.execute(processed.insert().values(event_id=event_id, processed_at=now()))
+    connection.execute(processed.insert().values(event_id=event_id, processed_at=now()))
     return True
 
 

@@ -25,7 +25,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     JSON,
@@ -41,7 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from shop_chassis.db import Database
 
@@ -92,16 +91,16 @@ def timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
-async def add_event(
-    connection: AsyncConnection, outbox: Table, *, topic: str, key: str, event: Message
+def add_event(
+    connection: Connection, outbox: Table, *, topic: str, key: str, event: Message
 ) -> None:
     """Stage `event` for publishing; commits or rolls back with `connection`'s transaction.
 
-    The event must have an `event_id` field.
+    The event must have an `event_id` field. The current trace context is stored with it.
     """
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    await connection.execute(
+    connection.execute(
         outbox.insert().values(
             event_id=getattr(event, "event_id"),  # noqa: B009 (every event message has one)
             topic=topic,
@@ -146,16 +145,11 @@ class OutboxRelay(Service):
 
     @Service.timer(1.0)
     async def _measure_backlog(self) -> None:
+        query = select(func.count(), func.min(self.outbox.c.created_at)).where(
+            self.outbox.c.sent_at.is_(None)
+        )
         try:
-            with suppress_instrumentation():  # a poll, not part of any request's trace
-                async with self.database.read() as connection:
-                    count, oldest = (
-                        await connection.execute(
-                            select(func.count(), func.min(self.outbox.c.created_at)).where(
-                                self.outbox.c.sent_at.is_(None)
-                            )
-                        )
-                    ).one()
+            count, oldest = await self.database.read(lambda c: c.execute(query).one())
         except Exception as exc:  # database away: keep the last values, try again
             log.debug("outbox_backlog_unavailable", error=repr(exc))
             return
@@ -186,16 +180,13 @@ class OutboxRelay(Service):
 
     async def publish_batch(self) -> int:
         """Publish up to batch_size unsent rows; returns how many were acknowledged."""
-        with suppress_instrumentation():  # the poll; each publish is traced in its request's trace
-            async with self.database.read() as connection:
-                rows = (
-                    await connection.execute(
-                        select(self.outbox)
-                        .where(self.outbox.c.sent_at.is_(None))
-                        .order_by(self.outbox.c.id)
-                        .limit(self.batch_size)
-                    )
-                ).all()
+        query = (
+            select(self.outbox)
+            .where(self.outbox.c.sent_at.is_(None))
+            .order_by(self.outbox.c.id)
+            .limit(self.batch_size)
+        )
+        rows = await self.database.read(lambda c: c.execute(query).all())
         if not rows:
             return 0
         producer = await self._ensure_producer()
@@ -236,11 +227,8 @@ class OutboxRelay(Service):
     async def _mark_sent(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        with suppress_instrumentation():
-            async with self.database.transaction() as connection:
-                await connection.execute(
-                    update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
-                )
+        statement = update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
+        await self.database.write(lambda c: c.execute(statement), name="outbox_mark_sent")
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

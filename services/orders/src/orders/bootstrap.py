@@ -6,13 +6,14 @@ from pathlib import Path
 
 import grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
-from shop_chassis.db import Database, DatabaseLifecycle, default_url
+from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.kafka import ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.outbox import OutboxRelay
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import DEFAULT_GRPC_PORTS, Env, ServiceSettings
 
 from orders.adapters.inventory_client import InventoryClient
+from orders.adapters.repository import SqlUnitOfWork
 from orders.adapters.tables import outbox
 from orders.entrypoints.grpc_api import OrderServicer
 from orders.service_layer.ordering import Ordering
@@ -22,14 +23,17 @@ MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
     env = Env()
-    database = Database(env.text("ORDERS_DATABASE_URL", default_url(settings.data_dir)))
+    database = open_database(
+        env.text("ORDERS_DATABASE_URL", default_url(settings.data_dir)),
+        variable="ORDERS_DATABASE_URL",
+    )
     database.migrate(MIGRATIONS)
     relay = OutboxRelay(database, outbox, settings.kafka_bootstrap_servers)
     inventory = InventoryClient(
         env.text("INVENTORY_ADDRESS", f"127.0.0.1:{DEFAULT_GRPC_PORTS['inventory']}"),
         timeout_seconds=env.number("ORDERS_INVENTORY_TIMEOUT_SECONDS", 2.0, minimum=0.05),
     )
-    servicer = OrderServicer(Ordering(database, inventory, events_committed=relay.wake))
+    servicer = OrderServicer(Ordering(SqlUnitOfWork(database), inventory, events_committed=relay.wake))
 
     def register(server: grpc.aio.Server) -> None:
         orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)

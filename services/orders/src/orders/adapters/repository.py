@@ -1,117 +1,157 @@
-"""Reading and writing orders with SQLAlchemy Core, inside the caller's transaction."""
+"""The orders repository in SQL (SQLAlchemy Core), and the unit of work that runs it.
+
+Every method executes its statements on the caller's connection, inside the unit of work's
+transaction; none of them awaits anything. Statements are built once, here, with bound
+parameters: building a query per call costs more than SQLite takes to run it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from google.protobuf.message import Message
+from shop_chassis.db import Database
+from shop_chassis.kafka import ORDERS_TOPIC
+from shop_chassis.outbox import add_event
+from sqlalchemy import ColumnElement, Row, Select, bindparam, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from orders.adapters.tables import order_lines, orders
-from orders.domain.model import Order, OrderStatus, PricedLine
+from orders.adapters.tables import order_lines, orders, outbox
+from orders.domain.model import DuplicateOrder, Order, OrderStatus, PricedLine
+from orders.service_layer.unit_of_work import OrderRepository
 
-
-async def add(
-    connection: AsyncConnection, order: Order, request_id: str | None, fingerprint: str
-) -> None:
-    await connection.execute(
-        orders.insert().values(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            status=order.status.value,
-            total_cents=order.total_cents,
-            cancel_reason=order.cancel_reason,
-            request_id=request_id or None,
-            request_fingerprint=fingerprint if request_id else None,
-            create_time=order.create_time,
-            update_time=order.update_time,
-        )
-    )
-    await connection.execute(
-        order_lines.insert(),
-        [
-            {
-                "order_id": order.order_id,
-                "position": position,
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "unit_price_cents": line.unit_price_cents,
-            }
-            for position, line in enumerate(order.lines)
-        ],
-    )
+T = TypeVar("T")
 
 
-async def get(connection: AsyncConnection, order_id: str, *, lock: bool = False) -> Order | None:
-    found = await _one(connection, orders.c.order_id == order_id, lock=lock)
-    return None if found is None else found[0]
 
-
-async def by_request_id(connection: AsyncConnection, request_id: str) -> tuple[Order, str] | None:
-    """The order a request_id created, with the fingerprint of that request."""
-    return await _one(connection, orders.c.request_id == request_id)
-
-
-async def _one(
-    connection: AsyncConnection, condition: ColumnElement[bool], *, lock: bool = False
-) -> tuple[Order, str] | None:
+def _order_with_lines(condition: ColumnElement[bool]) -> Select[Any]:
     """One order and its lines in a single query (the hot path of GetOrder)."""
-    query = (
+    return (
         select(orders, order_lines.c.sku, order_lines.c.quantity, order_lines.c.unit_price_cents)
         .join(order_lines, order_lines.c.order_id == orders.c.order_id)
         .where(condition)
         .order_by(order_lines.c.position)
     )
-    if lock:
-        query = query.with_for_update(of=orders)
-    rows = (await connection.execute(query)).all()
-    if not rows:
-        return None
-    lines = tuple(PricedLine(r.sku, r.quantity, r.unit_price_cents) for r in rows)
-    return _order(rows[0], lines), rows[0].request_fingerprint
 
 
-async def list_for_customer(
-    connection: AsyncConnection, customer_id: str, limit: int, before_seq: int | None
-) -> list[tuple[int, Order]]:
-    """Newest first; `before_seq` continues after the last order of the previous page."""
-    query = (
-        select(orders)
-        .where(orders.c.customer_id == customer_id)
-        .order_by(orders.c.seq.desc())
-        .limit(limit)
+_INSERT_ORDER = orders.insert()
+_INSERT_LINES = order_lines.insert()
+_BY_ORDER_ID = _order_with_lines(orders.c.order_id == bindparam("key"))
+_BY_ORDER_ID_LOCKED = _BY_ORDER_ID.with_for_update(of=orders)
+_BY_REQUEST_ID = _order_with_lines(orders.c.request_id == bindparam("key"))
+_MARK_CANCELLED = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("key"))
+    .values(
+        status=OrderStatus.CANCELLED.value,
+        cancel_reason=bindparam("reason"),
+        update_time=bindparam("moment"),
     )
-    if before_seq is not None:
-        query = query.where(orders.c.seq < before_seq)
-    rows = (await connection.execute(query)).all()
-    found = await _with_lines(connection, rows)
-    return [(row.seq, order) for row, order in zip(rows, found, strict=True)]
+)
+
+class SqlOrderRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def add(self, order: Order, request_id: str | None, fingerprint: str) -> None:
+        try:
+            self.connection.execute(
+                _INSERT_ORDER,
+                {
+                    "order_id": order.order_id,
+                    "customer_id": order.customer_id,
+                    "status": order.status.value,
+                    "total_cents": order.total_cents,
+                    "cancel_reason": order.cancel_reason,
+                    "request_id": request_id or None,
+                    "request_fingerprint": fingerprint if request_id else None,
+                    "create_time": order.create_time,
+                    "update_time": order.update_time,
+                },
+            )
+        except IntegrityError as error:
+            raise DuplicateOrder(order.order_id) from error
+        self.connection.execute(
+            _INSERT_LINES,
+            [
+                {
+                    "order_id": order.order_id,
+                    "position": position,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price_cents": line.unit_price_cents,
+                }
+                for position, line in enumerate(order.lines)
+            ],
+        )
+
+    def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        found = self._one(_BY_ORDER_ID_LOCKED if lock else _BY_ORDER_ID, order_id)
+        return None if found is None else found[0]
+
+    def by_request_id(self, request_id: str) -> tuple[Order, str] | None:
+        return self._one(_BY_REQUEST_ID, request_id)
+
+    def list_for_customer(
+        self, customer_id: str, limit: int, before_seq: int | None
+    ) -> list[tuple[int, Order]]:
+        query = (
+            select(orders)
+            .where(orders.c.customer_id == customer_id)
+            .order_by(orders.c.seq.desc())
+            .limit(limit)
+        )
+        if before_seq is not None:
+            query = query.where(orders.c.seq < before_seq)
+        rows = self.connection.execute(query).all()
+        found = self._with_lines(rows)
+        return [(row.seq, order) for row, order in zip(rows, found, strict=True)]
+
+    def mark_cancelled(self, order_id: str, reason: str, moment: datetime) -> None:
+        self.connection.execute(
+            _MARK_CANCELLED, {"key": order_id, "reason": reason, "moment": moment}
+        )
+
+    def stage_event(self, key: str, event: Message) -> None:
+        add_event(self.connection, outbox, topic=ORDERS_TOPIC, key=key, event=event)
+
+    def _one(self, query: Select[Any], key: str) -> tuple[Order, str] | None:
+        rows = self.connection.execute(query, {"key": key}).all()
+        if not rows:
+            return None
+        lines = tuple(PricedLine(r.sku, r.quantity, r.unit_price_cents) for r in rows)
+        return _order(rows[0], lines), rows[0].request_fingerprint
+
+    def _with_lines(self, rows: Sequence[Row[Any]]) -> list[Order]:
+        if not rows:
+            return []
+        ids = [row.order_id for row in rows]
+        lines: dict[str, list[PricedLine]] = {order_id: [] for order_id in ids}
+        for line in self.connection.execute(
+            select(order_lines)
+            .where(order_lines.c.order_id.in_(ids))
+            .order_by(order_lines.c.order_id, order_lines.c.position)
+        ):
+            lines[line.order_id].append(
+                PricedLine(line.sku, line.quantity, line.unit_price_cents)
+            )
+        return [_order(row, tuple(lines[row.order_id])) for row in rows]
 
 
-async def mark_cancelled(
-    connection: AsyncConnection, order_id: str, reason: str, moment: datetime
-) -> None:
-    await connection.execute(
-        update(orders)
-        .where(orders.c.order_id == order_id)
-        .values(status=OrderStatus.CANCELLED.value, cancel_reason=reason, update_time=moment)
-    )
+class SqlUnitOfWork:
+    """Runs the use cases' work on the service's database, one hop per unit."""
 
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-async def _with_lines(connection: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Order]:
-    if not rows:
-        return []
-    ids = [row.order_id for row in rows]
-    lines: dict[str, list[PricedLine]] = {order_id: [] for order_id in ids}
-    for line in await connection.execute(
-        select(order_lines)
-        .where(order_lines.c.order_id.in_(ids))
-        .order_by(order_lines.c.order_id, order_lines.c.position)
-    ):
-        lines[line.order_id].append(PricedLine(line.sku, line.quantity, line.unit_price_cents))
-    return [_order(row, tuple(lines[row.order_id])) for row in rows]
+    async def write(self, work: Callable[[OrderRepository], T], *, name: str) -> T:
+        return await self.database.write(lambda c: work(SqlOrderRepository(c)), name=name)
+
+    async def read(self, work: Callable[[OrderRepository], T]) -> T:
+        return await self.database.read(lambda c: work(SqlOrderRepository(c)))
 
 
 def _order(row: Row[Any], lines: tuple[PricedLine, ...]) -> Order:

@@ -58,6 +58,14 @@ class OrderNotFound(OrderError):
         self.order_id = order_id
 
 
+class DuplicateOrder(Exception):
+    """An order with this id or request_id is stored already (a concurrent retry won)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} is stored already")
+        self.order_id = order_id
+
+
 class RequestIdReused(OrderError):
     """The request_id was used before for a different request (AIP-155)."""
 

@@ -1,5 +1,6 @@
 """The orders use cases: create (reserve, then store order + event atomically), cancel,
-read. Events go through the outbox in the same transaction as the order change."""
+read. Events go through the outbox in the same unit of work as the order change; each use
+case reaches the database through `UnitOfWork` once for its writes."""
 
 from __future__ import annotations
 
@@ -12,15 +13,11 @@ import structlog
 from opentelemetry import trace
 from prometheus_client import Counter
 from shop.events.v1 import events_pb2
-from shop_chassis.db import Database
-from shop_chassis.kafka import ORDERS_TOPIC
-from shop_chassis.outbox import add_event, new_event_id, now, timestamp
-from sqlalchemy.exc import IntegrityError
+from shop_chassis.outbox import new_event_id, now, timestamp
 
-from orders.adapters import repository
 from orders.adapters.inventory_client import InventoryCallFailed, InventoryClient
-from orders.adapters.tables import outbox
 from orders.domain.model import (
+    DuplicateOrder,
     Line,
     Order,
     OrderNotFound,
@@ -29,6 +26,7 @@ from orders.domain.model import (
     order_id_for,
     request_fingerprint,
 )
+from orders.service_layer.unit_of_work import OrderRepository, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -38,12 +36,12 @@ orders_total = Counter("shop_orders_total", "Orders by the status they reached",
 class Ordering:
     def __init__(
         self,
-        database: Database,
+        uow: UnitOfWork,
         inventory: InventoryClient,
         *,
         events_committed: Callable[[], None],
     ) -> None:
-        self.database = database
+        self.uow = uow
         self.inventory = inventory
         self._events_committed = events_committed
 
@@ -51,6 +49,7 @@ class Ordering:
         self, customer_id: str, lines: Sequence[Line], request_id: str | None
     ) -> Order:
         fingerprint = request_fingerprint(customer_id, lines)
+        # A retry of a stored order (even a cancelled one) must not reserve stock again.
         if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
             return earlier
         order_id = order_id_for(request_id)
@@ -78,17 +77,15 @@ class Ordering:
             create_time=moment,
             update_time=moment,
         )
+        confirmed = _order_confirmed(order)
+
+        def store(orders: OrderRepository) -> None:
+            orders.add(order, request_id, fingerprint)
+            orders.stage_event(order_id, confirmed)
+
         try:
-            async with self.database.transaction() as connection:
-                await repository.add(connection, order, request_id, fingerprint)
-                await add_event(
-                    connection,
-                    outbox,
-                    topic=ORDERS_TOPIC,
-                    key=order_id,
-                    event=_order_confirmed(order),
-                )
-        except IntegrityError:
+            await self.uow.write(store, name="create_order")
+        except DuplicateOrder:
             # A concurrent retry with the same request_id stored it first; its reservation
             # is this one (same order id), so there is nothing to undo.
             if request_id and (earlier := await self._earlier_result(request_id, fingerprint)):
@@ -105,20 +102,18 @@ class Ordering:
 
     async def cancel_order(self, order_id: str, reason: str) -> Order:
         trace.get_current_span().set_attribute("shop.order_id", order_id)
-        async with self.database.transaction() as connection:
-            order = await repository.get(connection, order_id, lock=True)
+        moment = now()
+
+        def cancel(orders: OrderRepository) -> tuple[Order, bool]:
+            order = orders.get(order_id, lock=True)
             if order is None:
                 raise OrderNotFound(order_id)
             if order.status is OrderStatus.CANCELLED:
-                return order
-            moment = now()
-            await repository.mark_cancelled(connection, order_id, reason, moment)
-            await add_event(
-                connection,
-                outbox,
-                topic=ORDERS_TOPIC,
-                key=order_id,
-                event=events_pb2.OrderCancelled(
+                return order, False
+            orders.mark_cancelled(order_id, reason, moment)
+            orders.stage_event(
+                order_id,
+                events_pb2.OrderCancelled(
                     event_id=new_event_id(),
                     occur_time=timestamp(moment),
                     order_id=order_id,
@@ -126,6 +121,11 @@ class Ordering:
                     reason=reason,
                 ),
             )
+            return order, True
+
+        order, changed = await self.uow.write(cancel, name="cancel_order")
+        if not changed:
+            return order
         self._events_committed()
         orders_total.labels("cancelled").inc()
         log.info("order_cancelled", order_id=order_id)
@@ -141,8 +141,7 @@ class Ordering:
 
     async def get_order(self, order_id: str) -> Order:
         trace.get_current_span().set_attribute("shop.order_id", order_id)
-        async with self.database.read() as connection:
-            order = await repository.get(connection, order_id)
+        order = await self.uow.read(lambda orders: orders.get(order_id))
         if order is None:
             raise OrderNotFound(order_id)
         return order
@@ -150,12 +149,12 @@ class Ordering:
     async def list_orders(
         self, customer_id: str, limit: int, before_seq: int | None
     ) -> list[tuple[int, Order]]:
-        async with self.database.read() as connection:
-            return await repository.list_for_customer(connection, customer_id, limit, before_seq)
+        return await self.uow.read(
+            lambda orders: orders.list_for_customer(customer_id, limit, before_seq)
+        )
 
     async def _earlier_result(self, request_id: str, fingerprint: str) -> Order | None:
-        async with self.database.read() as connection:
-            found = await repository.by_request_id(connection, request_id)
+        found = await self.uow.read(lambda orders: orders.by_request_id(request_id))
         if found is None:
             return None
         order, earlier_fingerprint = found
@@ -167,9 +166,8 @@ class Ordering:
         """The order was not stored: give this attempt's stock back (unless the order was
         stored after all, or a retry has reserved it since)."""
         try:
-            async with self.database.read() as connection:
-                if await repository.get(connection, order_id) is not None:
-                    return
+            if await self.uow.read(lambda orders: orders.get(order_id)) is not None:
+                return
             await self.inventory.release(order_id, attempt_id)
             log.warning("reservation_released_after_failed_order", order_id=order_id)
         except InventoryCallFailed as error:
