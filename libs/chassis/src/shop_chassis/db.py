@@ -168,9 +168,7 @@ class SqliteDatabase(Database):
                 self._reader.rollback()
 
     async def dispose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._writer_engine.dispose
-        )
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._writer_engine.dispose)
         self._writer.shutdown(wait=True)
         if self._reader is not None:
             self._reader.close()

@@ -33,7 +33,9 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         env.text("INVENTORY_ADDRESS", f"127.0.0.1:{DEFAULT_GRPC_PORTS['inventory']}"),
         timeout_seconds=env.number("ORDERS_INVENTORY_TIMEOUT_SECONDS", 2.0, minimum=0.05),
     )
-    servicer = OrderServicer(Ordering(SqlUnitOfWork(database), inventory, events_committed=relay.wake))
+    servicer = OrderServicer(
+        Ordering(SqlUnitOfWork(database), inventory, events_committed=relay.wake)
+    )
 
     def register(server: grpc.aio.Server) -> None:
         orders_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)

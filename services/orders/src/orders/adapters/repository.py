@@ -26,7 +26,6 @@ from orders.service_layer.unit_of_work import OrderRepository
 T = TypeVar("T")
 
 
-
 def _order_with_lines(condition: ColumnElement[bool]) -> Select[Any]:
     """One order and its lines in a single query (the hot path of GetOrder)."""
     return (
@@ -51,6 +50,7 @@ _MARK_CANCELLED = (
         update_time=bindparam("moment"),
     )
 )
+
 
 class SqlOrderRepository:
     def __init__(self, connection: Connection) -> None:
@@ -135,9 +135,7 @@ class SqlOrderRepository:
             .where(order_lines.c.order_id.in_(ids))
             .order_by(order_lines.c.order_id, order_lines.c.position)
         ):
-            lines[line.order_id].append(
-                PricedLine(line.sku, line.quantity, line.unit_price_cents)
-            )
+            lines[line.order_id].append(PricedLine(line.sku, line.quantity, line.unit_price_cents))
         return [_order(row, tuple(lines[row.order_id])) for row in rows]
 
 
