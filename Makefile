@@ -68,6 +68,12 @@ bench: install ## Load-test the running stack with ghz (start it with `make run`
 	deploy/bootstrap.sh ghz
 	$(PY) loadtest/bench.py $(ARGS)
 
+.PHONY: profile
+profile: install ## Flame graph of a running service under load: make profile SERVICE=orders [SECONDS=15]
+	@test -n "$(SERVICE)" || { echo "usage: make profile SERVICE=orders|inventory|notifier [SECONDS=15]"; exit 2; }
+	deploy/bootstrap.sh ghz
+	$(PY) -m shop_devstack profile "$(SERVICE)" --seconds "$(or $(SECONDS),15)"
+
 .PHONY: lint
 lint: install ## ruff + mypy on our code, buf lint on proto/, promtool checks and rule tests
 	deploy/bootstrap.sh buf prometheus

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -19,7 +20,8 @@ import structlog
 from faust.types import EventT, TopicT
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import Column, DateTime, Insert, MetaData, String, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shop_chassis.errors import DATABASE_UNAVAILABLE
@@ -220,12 +222,23 @@ def processed_events_table(metadata: MetaData) -> Table:
 
 
 def first_delivery(connection: Connection, processed: Table, event_id: str) -> bool:
-    """Record `event_id` in the caller's transaction; False if it was handled before."""
-    seen = connection.scalar(select(processed.c.event_id).where(processed.c.event_id == event_id))
-    if seen is not None:
-        return False
-    connection.execute(processed.insert().values(event_id=event_id, processed_at=now()))
-    return True
+    """Record `event_id` in the caller's transaction; False if it was handled before.
+
+    One statement: a redelivered event hits the primary key and inserts nothing, and no
+    error aborts the transaction (as one would on PostgreSQL).
+    """
+    recorded = connection.execute(
+        _record_delivery(processed, connection.dialect.name),
+        {"event_id": event_id, "processed_at": now()},
+    )
+    return recorded.rowcount == 1
+
+
+@cache
+def _record_delivery(processed: Table, dialect: str) -> Insert:
+    # Both databases spell it INSERT ... ON CONFLICT DO NOTHING; SQLAlchemy builds it per dialect.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(processed).on_conflict_do_nothing()
 
 
 def create_processed_events_table() -> None:

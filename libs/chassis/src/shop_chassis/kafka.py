@@ -10,16 +10,16 @@ then the other hosted services, and Faust's consumer and producer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
 import structlog
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.sensors import Sensor
-from faust.types import AppT, TopicT
+from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
+from faust.types import TP, AppT, ProducerT, TopicT
 from mode import Service, ServiceT
 from prometheus_client import Counter, Gauge
 
@@ -90,43 +90,46 @@ class RebalanceCounter(Sensor):
 
 
 class ConsumerLagMonitor(Service):
-    """Measures the consumer group's lag the way lag exporters do: the partitions' end
-    offsets minus the group's committed offsets, asked of the broker every few seconds."""
+    """The consumer group's lag on this worker's partitions, from the consumer the service
+    already has (no extra client): each partition's high watermark, which every fetch
+    response carries, minus the offset this worker last committed there.
 
-    def __init__(self, bootstrap_servers: str, group_id: str, **kwargs: Any) -> None:
+    A partition counts once this worker has committed on it; the consumer commits every few
+    seconds while it makes progress, and a stalled one keeps its last value and grows.
+    """
+
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.bootstrap_servers = bootstrap_servers
-        self.group_id = group_id
-        self._admin: AIOKafkaAdminClient | None = None
-        self._offsets: AIOKafkaConsumer | None = None
-
-    async def on_start(self) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers)
-        await self._admin.start()
-        await self._offsets.start()
-
-    async def on_stop(self) -> None:
-        if self._offsets is not None:
-            await self._offsets.stop()
-        if self._admin is not None:
-            await self._admin.close()
+        self.app = app
+        self.committed: dict[TP, int] = {}
+        app.sensors.add(_CommitRecorder(self.committed))
 
     @Service.timer(5.0)
     async def _measure(self) -> None:
-        if self._admin is None or self._offsets is None:
-            return
-        try:
-            committed = await self._admin.list_consumer_group_offsets(self.group_id)
-            if not committed:
-                return
-            ends = await self._offsets.end_offsets(list(committed))
-        except Exception as exc:  # broker away: keep the last values, try again
-            log.debug("consumer_lag_unavailable", error=repr(exc))
-            return
-        for tp, meta in committed.items():
-            lag = ends[tp] - meta.offset if meta.offset >= 0 else ends[tp]
-            consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            committed = self.committed.get(tp)
+            highwater = consumer.highwater(tp)
+            if committed is not None and highwater is not None:
+                consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - committed, 0))
+
+
+class _CommitRecorder(Sensor):
+    def __init__(self, committed: dict[TP, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.committed = committed
+
+    def on_tp_commit(self, tp_offsets: Mapping[TP, int]) -> None:
+        self.committed.update(tp_offsets)
+
+
+class IdempotentProducer(AiokafkaProducer):
+    """Faust's producer with Kafka's idempotent protocol on: a retried send can neither
+    duplicate nor reorder records within a partition, which the outbox's per-key order
+    relies on. Faust enables it only for transactions."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
 class ShopApp(faust.App):
@@ -151,6 +154,10 @@ class ShopApp(faust.App):
         if stop_first:
             self.stop_first.append(service)
 
+    def _new_producer(self) -> ProducerT:
+        # The process's one producer: the outbox relay and the dead-letter path share it.
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         yield from self.early
         yield from super().on_init_dependencies()
@@ -173,6 +180,10 @@ def create_app(settings: ServiceSettings) -> ShopApp:
         topic_allow_declare=True,
         web_enabled=False,
         producer_acks=-1,
+        # A send not acknowledged in 10 s fails (Faust's default waits 20 minutes), so the
+        # outbox relay notices an outage and retries from its table.
+        producer_request_timeout=10.0,
+        producer_linger=0.002,
         consumer_auto_offset_reset="earliest",
         # Local, single-broker timings: joins and rebalances in seconds, not half a minute.
         broker_session_timeout=10.0,

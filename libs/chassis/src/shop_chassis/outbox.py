@@ -1,9 +1,11 @@
 """Transactional outbox: events are written in the same database transaction as the state
 change that caused them, and a relay publishes them to Kafka afterwards.
 
-A row is marked sent only after the broker acknowledged it (acks=all, idempotent
-producer), so a crash or a Kafka outage delays events but never loses them; a crash between
-the ack and the mark re-publishes, which consumers absorb by deduplicating on event id.
+Events go out through the process's one Kafka producer, Faust's (made idempotent by
+`shop_chassis.kafka.ShopApp`), which the dead-letter path uses too. A row is marked sent
+only after the broker acknowledged it (acks=all), so a crash or a Kafka outage delays
+events but never loses them; a crash between the ack and the mark re-publishes, which
+consumers absorb by deduplicating on event id.
 Rows go out in id order; the idempotent producer keeps that order within a partition,
 hence per order id or sku (the keys). The request's trace context is stored with the row
 and restored when it is published, so the publish belongs to the request's trace.
@@ -18,8 +20,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import faust
 import structlog
-from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
@@ -113,6 +115,32 @@ def add_event(
     )
 
 
+def add_events(
+    connection: Connection, outbox: Table, events: Sequence[tuple[str, str, Message]]
+) -> None:
+    """Stage several (topic, key, event) at once, in one multi-row insert; see `add_event`."""
+    if not events:
+        return
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    created_at = now()
+    connection.execute(
+        outbox.insert(),
+        [
+            {
+                "event_id": getattr(event, "event_id"),  # noqa: B009 (every event message has one)
+                "topic": topic,
+                "key": key,
+                "event_type": event.DESCRIPTOR.name,
+                "payload": event.SerializeToString(),
+                "trace_context": carrier,
+                "created_at": created_at,
+            }
+            for topic, key, event in events
+        ],
+    )
+
+
 class OutboxRelay(Service):
     """Publishes unsent outbox rows in batches; woken right after a commit, and polls too."""
 
@@ -120,7 +148,7 @@ class OutboxRelay(Service):
         self,
         database: Database,
         outbox: Table,
-        bootstrap_servers: str,
+        app: faust.App,
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
@@ -129,19 +157,14 @@ class OutboxRelay(Service):
         super().__init__(**kwargs)
         self.database = database
         self.outbox = outbox
-        self.bootstrap_servers = bootstrap_servers
+        self.app = app
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._wakeup = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
 
     def wake(self) -> None:
         """Call after committing outbox rows: publish now rather than at the next poll."""
         self._wakeup.set()
-
-    async def on_shutdown(self) -> None:
-        # After mode cancelled the relay task: a publish in flight cannot reopen a producer.
-        await self._close_producer()
 
     @Service.timer(1.0)
     async def _measure_backlog(self) -> None:
@@ -167,9 +190,8 @@ class OutboxRelay(Service):
             try:
                 published = await self.publish_batch()
                 backoff = 0.5
-            except Exception as exc:  # Kafka down, timeouts, a broken producer: retry
+            except Exception as exc:  # Kafka or the database away, timeouts: retry
                 log.warning("outbox_publish_failed", error=repr(exc), retry_in_seconds=backoff)
-                await self._close_producer()
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -189,7 +211,7 @@ class OutboxRelay(Service):
         rows = await self.database.read(lambda c: c.execute(query).all())
         if not rows:
             return 0
-        producer = await self._ensure_producer()
+        producer = self.app.producer
         deliveries = []
         for row in rows:
             token = otel_context.attach(propagate.extract(row.trace_context))
@@ -197,8 +219,10 @@ class OutboxRelay(Service):
                 deliveries.append(
                     await producer.send(
                         row.topic,
-                        value=row.payload,
                         key=row.key.encode(),
+                        value=row.payload,
+                        partition=None,
+                        timestamp=None,
                         headers=[
                             ("event-id", row.event_id.encode()),
                             ("event-type", row.event_type.encode()),
@@ -229,29 +253,6 @@ class OutboxRelay(Service):
             return
         statement = update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
         await self.database.write(lambda c: c.execute(statement), name="outbox_mark_sent")
-
-    async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=2,
-                request_timeout_ms=10000,
-            )
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-        return self._producer
-
-    async def _close_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
 
 
 def create_outbox_table() -> None:

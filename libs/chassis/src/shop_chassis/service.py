@@ -85,7 +85,8 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     )
     for background in parts.background:
         app.host(background)
-    app.host(ConsumerLagMonitor(settings.kafka_bootstrap_servers, app.conf.id))
+    if app.agents:
+        app.host(ConsumerLagMonitor(app))
     app.host(
         GrpcServerService(
             address=settings.grpc_address,

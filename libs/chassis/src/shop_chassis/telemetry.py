@@ -38,11 +38,6 @@ def tracing_enabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
 
 
-def sql_tracing_enabled() -> bool:
-    """A span per SQL statement: useful in a trace, but ~0.3 ms of CPU each (SHOP_TRACE_SQL)."""
-    return tracing_enabled() and os.environ.get("SHOP_TRACE_SQL", "true").lower() != "false"
-
-
 class Telemetry:
     """Owns the tracer provider; `shutdown()` flushes spans still in the batch queue."""
 

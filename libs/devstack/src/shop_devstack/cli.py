@@ -12,6 +12,7 @@ from pathlib import Path
 
 from shop_devstack.demo import main as demo_main
 from shop_devstack.procs import StackError
+from shop_devstack.profile import main as profile_main
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
 from shop_devstack.trace import show
 
@@ -103,7 +104,12 @@ def main() -> None:
     trace_cmd = sub.add_parser("trace", help="print a trace (by trace id or order id)")
     trace_cmd.add_argument("id", help="a trace id (32 hex digits) or an order id")
     sub.add_parser("demo", help="place a few orders against the running system")
-    args = parser.parse_args()
+    sub.add_parser("profile", help="a py-spy flame graph of a running service under load")
+    args, rest = parser.parse_known_args()
+    if args.command == "profile":
+        sys.exit(profile_main(rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         sys.exit(demo_main())
     if args.command == "trace":

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from shop_chassis.db import Database, DatabaseLifecycle, default_url
+from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.events import subscribe
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import Env, ServiceSettings
 
 from notifier.adapters.broadcast import Broadcaster
+from notifier.adapters.repository import SqlUnitOfWork
 from notifier.entrypoints.events import inventory_event_handlers, order_event_handlers
 from notifier.entrypoints.grpc_api import NotifierServicer
 from notifier.service_layer.notifications import Notifications
@@ -22,10 +23,13 @@ MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
     env = Env()
-    database = Database(env.text("NOTIFIER_DATABASE_URL", default_url(settings.data_dir)))
+    database = open_database(
+        env.text("NOTIFIER_DATABASE_URL", default_url(settings.data_dir)),
+        variable="NOTIFIER_DATABASE_URL",
+    )
     database.migrate(MIGRATIONS)
     broadcaster = Broadcaster()
-    notifications = Notifications(database, broadcaster)
+    notifications = Notifications(SqlUnitOfWork(database), broadcaster)
     orders_topic = declare_topic(app, settings, ORDERS_TOPIC)
     inventory_topic = declare_topic(app, settings, INVENTORY_TOPIC)
     orders_dlq = subscribe(app, settings, orders_topic, order_event_handlers(notifications))

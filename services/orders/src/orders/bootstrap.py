@@ -28,7 +28,7 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         variable="ORDERS_DATABASE_URL",
     )
     database.migrate(MIGRATIONS)
-    relay = OutboxRelay(database, outbox, settings.kafka_bootstrap_servers)
+    relay = OutboxRelay(database, outbox, app)
     inventory = InventoryClient(
         env.text("INVENTORY_ADDRESS", f"127.0.0.1:{DEFAULT_GRPC_PORTS['inventory']}"),
         timeout_seconds=env.number("ORDERS_INVENTORY_TIMEOUT_SECONDS", 2.0, minimum=0.05),

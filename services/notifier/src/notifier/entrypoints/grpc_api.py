@@ -40,7 +40,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
             violations.add("page_token", "is not a page token this service issued")
         violations.raise_if_any()
         before = int(position["before"]) if position else None
-        found = await self.notifications.list(
+        found = await self.notifications.list_notifications(
             request.customer_id, request.order_id, page_size + 1, before
         )
         page = found[:page_size]

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 from prometheus_client import Histogram
-from shop_chassis.db import Database
-from shop_chassis.events import first_delivery
 from shop_chassis.outbox import now
 from shop_chassis.telemetry import exemplar
-from sqlalchemy import select
 
 from notifier.adapters.broadcast import Broadcaster
-from notifier.adapters.tables import notifications, processed_events
-from notifier.domain.model import Notification, NotificationKind
+from notifier.domain.model import Notification
+from notifier.service_layer.unit_of_work import NotificationRepository, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +28,8 @@ Make = Callable[[Any, datetime], Notification]
 
 
 class Notifications:
-    def __init__(self, database: Database, broadcaster: Broadcaster) -> None:
-        self.database = database
+    def __init__(self, uow: UnitOfWork, broadcaster: Broadcaster) -> None:
+        self.uow = uow
         self.broadcaster = broadcaster
 
     async def record(
@@ -40,25 +37,21 @@ class Notifications:
     ) -> Notification | None:
         """Store the notification `event` makes, unless this event was stored before.
 
-        The dedupe record and the notification are written in one transaction, so a
+        The dedupe record and the notification are written in one unit of work, so a
         redelivered event (Kafka is at-least-once) never makes a second notification.
         """
-        async with self.database.transaction() as connection:
-            if not await first_delivery(connection, processed_events, event_id):
-                log.info("event_already_processed", event_id=event_id)
-                return None
-            notification = make(event, now())
-            await connection.execute(
-                notifications.insert().values(
-                    notification_id=notification.notification_id,
-                    customer_id=notification.customer_id,
-                    order_id=notification.order_id,
-                    kind=notification.kind.value,
-                    message=notification.message,
-                    source_event_id=notification.source_event_id,
-                    create_time=notification.create_time,
-                )
-            )
+        notification = make(event, now())
+
+        def store(repository: NotificationRepository) -> bool:
+            if not repository.first_delivery(event_id):
+                return False
+            repository.add(notification)
+            return True
+
+        if not await self.uow.write(store, name="store_notification"):
+            log.info("event_already_processed", event_id=event_id)
+            return None
+        # Only now, committed: a stream never shows a notification that could still vanish.
         self.broadcaster.publish(notification)
         if occurred is not None:
             event_to_notification.labels(notification.kind.value).observe(
@@ -67,33 +60,10 @@ class Notifications:
         log.info("notification_stored", kind=notification.kind.value, event_id=event_id)
         return notification
 
-    async def list(
+    async def list_notifications(
         self, customer_id: str, order_id: str, limit: int, before_seq: int | None
     ) -> list[tuple[int, Notification]]:
         """Newest first; empty filters match everything."""
-        query = select(notifications).order_by(notifications.c.seq.desc()).limit(limit)
-        if customer_id:
-            query = query.where(notifications.c.customer_id == customer_id)
-        if order_id:
-            query = query.where(notifications.c.order_id == order_id)
-        if before_seq is not None:
-            query = query.where(notifications.c.seq < before_seq)
-        async with self.database.read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [
-            (
-                row.seq,
-                Notification(
-                    notification_id=row.notification_id,
-                    customer_id=row.customer_id,
-                    order_id=row.order_id,
-                    kind=NotificationKind(row.kind),
-                    message=row.message,
-                    source_event_id=row.source_event_id,
-                    create_time=row.create_time
-                    if row.create_time.tzinfo
-                    else row.create_time.replace(tzinfo=UTC),
-                ),
-            )
-            for row in rows
-        ]
+        return await self.uow.read(
+            lambda repository: repository.newest_first(customer_id, order_id, limit, before_seq)
+        )
