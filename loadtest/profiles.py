@@ -184,7 +184,7 @@ def load(name: str, duration_s: float | None = None, profile_dir: Path = PROFILE
             ),
         )
     if "call" in raw:  # a call profile: itself, with its own load options
-        return Profile(name, description, jobs=(_job(name, {}, {}, duration_s),))
+        return Profile(name, description, jobs=(_job(name, {}, {}, duration_s, profile_dir),))
     if "calls" in bench:
         jobs = tuple(
             _job(call_name, raw, {}, duration_s, profile_dir) for call_name in bench["calls"]
