@@ -30,7 +30,6 @@ func main() {
 		<-stop
 		server.Stop()
 	}()
-	log.Printf("health anchor listening on %s", listener.Addr())
 	if err := server.Serve(listener); err != nil {
 		log.Fatalf("serve: %v", err)
 	}
