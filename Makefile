@@ -42,12 +42,12 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres
-	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres benchtools
+	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests loadtest/tests
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no Kafka, no database server)
-	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit
+	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit loadtest/tests/unit
 
 .PHONY: test-integration
 test-integration: install ## Integration tests: platform, make run, service layers on SQLite + PostgreSQL
@@ -56,7 +56,7 @@ test-integration: install ## Integration tests: platform, make run, service laye
 
 .PHONY: test-e2e
 test-e2e: install ## End-to-end tests: the three services on real Kafka, Jaeger, Prometheus
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
+	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz benchtools
 	$(PY) -m pytest tests/e2e
 
 .PHONY: demo
@@ -64,9 +64,14 @@ demo: install ## Place a few orders against a running `make run` and print what 
 	$(PY) -m shop_devstack demo
 
 .PHONY: bench
-bench: install ## Load-test the running stack with ghz (start it with `make run` first); ARGS="..."
-	deploy/bootstrap.sh ghz
-	$(PY) loadtest/bench.py $(ARGS)
+bench: install ## Load-test the running stack (`make run` first) beside anchors, judge SLOs; ARGS="..."
+	deploy/bootstrap.sh ghz benchtools
+	$(PY) -m loadtest $(ARGS)
+
+.PHONY: bench-compare
+bench-compare: install ## Two bench runs side by side, regressions over 10 % flagged: A=<run> B=<run>
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make bench-compare A=<run id> B=<run id or latest>"; exit 2; }
+	$(PY) -m loadtest.compare "$(A)" "$(B)"
 
 .PHONY: profile
 profile: install ## Flame graph of a running service under load: make profile SERVICE=orders [SECONDS=15]
@@ -79,7 +84,7 @@ lint: install ## ruff + mypy on our code, buf lint on proto/, promtool checks an
 	deploy/bootstrap.sh buf prometheus
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy libs/chassis/src libs/devstack/src services/*/src loadtest/bench.py
+	$(PY) -m mypy libs/chassis/src libs/devstack/src services/*/src loadtest
 	cd proto && ../.tools/bin/buf lint
 	cd deploy/prometheus && ../../.tools/bin/promtool check config prometheus.yml \
 	  && ../../.tools/bin/promtool test rules rules/tests.yml

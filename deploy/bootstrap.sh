@@ -4,7 +4,8 @@
 # git-ignored .tools/ folder of this checkout.
 #
 #   deploy/bootstrap.sh [component ...]     components: python kafka jaeger prometheus
-#                                           grpcurl ghz buf postgres   (default: all)
+#                                           grpcurl ghz buf postgres benchtools
+#                                           (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +79,26 @@ install_jaeger() {
   link "$dir/jaeger" "$tools/bin/jaeger"
 }
 
+install_benchtools() {
+  # loadtest/gotools: the Go health anchor and ghz-html. Keyed by the pinned grpc-go version
+  # and a hash of the module's sources, so an edit rebuilds and a fresh clone reuses.
+  need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
+  local src=$root/loadtest/gotools hash dir
+  grep -q "google.golang.org/grpc $BENCH_GRPC_GO_VERSION" "$src/go.mod" \
+    || die "loadtest/gotools/go.mod does not pin grpc-go $BENCH_GRPC_GO_VERSION (deploy/versions.env)"
+  hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+  dir=$cache/benchtools-$BENCH_GRPC_GO_VERSION-$hash
+  if [ ! -f "$dir/.complete" ]; then
+    say "building the bench's Go tools (health anchor, ghz-html) into $dir (first time only)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$src" && go build -trimpath -o "$dir/" ./cmd/...)
+    touch "$dir/.complete"
+  fi
+  link "$dir/health-anchor" "$tools/bin/health-anchor"
+  link "$dir/ghz-html" "$tools/bin/ghz-html"
+}
+
 apt_install() {  # apt_install <package> <what to do without apt>
   command -v apt-get >/dev/null 2>&1 || die "$1 is missing and apt-get is not available: $2."
   [ "$(id -u)" = 0 ] || die "$1 is missing; install it as root: apt-get update && apt-get install -y $1"
@@ -115,7 +136,7 @@ install_postgres() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf postgres)
+[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf postgres benchtools)
 for c in "${components[@]}"; do
   case $c in
     python) install_python ;;
@@ -126,6 +147,7 @@ for c in "${components[@]}"; do
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
     postgres) install_postgres ;;
-    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf postgres)" ;;
+    benchtools) install_benchtools ;;
+    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf postgres benchtools)" ;;
   esac
 done

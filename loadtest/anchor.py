@@ -1,0 +1,124 @@
+"""The anchors: bare health servers the bench measures beside the services in every run.
+
+`python -m loadtest.anchor --port N` is the grpc.aio anchor: Health/Check on one event loop,
+no interceptors, no reflection. The Go anchor (.tools/bin/health-anchor, grpc-go with
+GOMAXPROCS=1) is the ceiling of the box. Both bind 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from shop_devstack.procs import free_port
+from shop_devstack.stack import grpc_serving
+
+from loadtest.ghz import HOST
+
+START_TIMEOUT_S = 20.0
+
+
+class AnchorError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Anchor:
+    name: str  # "python" or "go"
+    address: str
+
+
+async def serve(port: int) -> None:
+    server = grpc.aio.server()
+    health = health_aio.HealthServicer()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    server.add_insecure_port(f"{HOST}:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=1)
+
+
+async def _start(
+    processes: list[asyncio.subprocess.Process],
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    address: str,
+) -> Anchor:
+    process = await asyncio.create_subprocess_exec(
+        *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL
+    )
+    processes.append(process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise AnchorError(f"the {name} anchor exited with {process.returncode}")
+        with contextlib.suppress(grpc.aio.AioRpcError, OSError):
+            if await grpc_serving(address):
+                return Anchor(name, address)
+        await asyncio.sleep(0.2)
+    raise AnchorError(f"the {name} anchor did not serve on {address} in {START_TIMEOUT_S:g}s")
+
+
+@contextlib.asynccontextmanager
+async def anchors(go_binary: Path | None) -> AsyncIterator[list[Anchor]]:
+    """Starts the Python anchor (and the Go one unless `go_binary` is None); stops them."""
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        port = free_port()
+        started = [
+            await _start(
+                processes,
+                "python",
+                [sys.executable, "-m", "loadtest.anchor", "--port", str(port)],
+                {},
+                f"{HOST}:{port}",
+            )
+        ]
+        if go_binary is not None:
+            port = free_port()
+            started.append(
+                await _start(
+                    processes,
+                    "go",
+                    [str(go_binary), "-address", f"{HOST}:{port}"],
+                    {"GOMAXPROCS": "1"},
+                    f"{HOST}:{port}",
+                )
+            )
+        yield started
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 5)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.anchor", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(serve(parser.parse_args().port))
+
+
+if __name__ == "__main__":
+    main()
