@@ -18,6 +18,7 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import faust
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Insert,
     Integer,
     LargeBinary,
     MetaData,
@@ -100,32 +102,20 @@ def add_event(
 
     The event must have an `event_id` field. The current trace context is stored with it.
     """
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    connection.execute(
-        outbox.insert().values(
-            event_id=getattr(event, "event_id"),  # noqa: B009 (every event message has one)
-            topic=topic,
-            key=key,
-            event_type=event.DESCRIPTOR.name,
-            payload=event.SerializeToString(),
-            trace_context=carrier,
-            created_at=now(),
-        )
-    )
+    add_events(connection, outbox, [(topic, key, event)])
 
 
 def add_events(
     connection: Connection, outbox: Table, events: Sequence[tuple[str, str, Message]]
 ) -> None:
-    """Stage several (topic, key, event) at once, in one multi-row insert; see `add_event`."""
+    """Stage several (topic, key, event) in one statement; see `add_event`."""
     if not events:
         return
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     created_at = now()
     connection.execute(
-        outbox.insert(),
+        _insert(outbox),
         [
             {
                 "event_id": getattr(event, "event_id"),  # noqa: B009 (every event message has one)
@@ -139,6 +129,11 @@ def add_events(
             for topic, key, event in events
         ],
     )
+
+
+@cache
+def _insert(outbox: Table) -> Insert:
+    return outbox.insert()
 
 
 class OutboxRelay(Service):

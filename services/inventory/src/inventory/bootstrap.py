@@ -6,13 +6,14 @@ from pathlib import Path
 
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from shop_chassis.db import Database, DatabaseLifecycle, default_url
+from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.events import subscribe
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.outbox import OutboxRelay
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import Env, ServiceSettings
 
+from inventory.adapters.repository import SqlUnitOfWork
 from inventory.adapters.tables import outbox
 from inventory.entrypoints.events import order_event_handlers
 from inventory.entrypoints.grpc_api import InventoryServicer
@@ -23,11 +24,14 @@ MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
     env = Env()
-    database = Database(env.text("INVENTORY_DATABASE_URL", default_url(settings.data_dir)))
+    database = open_database(
+        env.text("INVENTORY_DATABASE_URL", default_url(settings.data_dir)),
+        variable="INVENTORY_DATABASE_URL",
+    )
     database.migrate(MIGRATIONS)
-    relay = OutboxRelay(database, outbox, settings.kafka_bootstrap_servers)
+    relay = OutboxRelay(database, outbox, app)
     stock = StockService(
-        database,
+        SqlUnitOfWork(database),
         low_stock_threshold=env.integer("INVENTORY_LOW_STOCK_THRESHOLD", 5, maximum=1_000_000),
         events_committed=relay.wake,
     )

@@ -1,5 +1,6 @@
-"""StockService against real SQLite and PostgreSQL databases, migrated and seeded as in
-production."""
+"""The SQL unit of work against real SQLite and PostgreSQL databases, migrated and seeded as
+in production: the same behaviour as the in-memory one, safe under concurrency, and each use
+case within its statement budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from inventory.adapters.tables import outbox
+from inventory.adapters.repository import SqlUnitOfWork
+from inventory.adapters.tables import outbox, processed_events
 from inventory.bootstrap import MIGRATIONS
 from inventory.domain.model import (
     InsufficientStock,
@@ -20,25 +22,45 @@ from inventory.domain.model import (
 )
 from inventory.service_layer.stock import StockService
 from shop.events.v1 import events_pb2
-from shop_chassis.db import Database
-from sqlalchemy import select
+from shop_chassis.db import Database, open_database
+from sqlalchemy import func, select
 
 
 @pytest.fixture
-async def stock(database_url: str) -> AsyncIterator[StockService]:
-    database = Database(database_url)
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = open_database(database_url)
     await asyncio.to_thread(database.migrate, MIGRATIONS)
-    yield StockService(database, low_stock_threshold=5, events_committed=lambda: None)
+    yield database
     await database.dispose()
 
 
-async def staged(stock: StockService) -> list[str]:
-    async with stock.database.read() as connection:
-        return list(await connection.scalars(select(outbox.c.event_type).order_by(outbox.c.id)))
+@pytest.fixture
+def stock(database: Database) -> StockService:
+    return StockService(SqlUnitOfWork(database), low_stock_threshold=5, events_committed=list)
 
 
-def order_id() -> str:
+async def staged(database: Database) -> list[str]:
+    return await database.read(
+        lambda c: list(c.scalars(select(outbox.c.event_type).order_by(outbox.c.id)))
+    )
+
+
+def new_id() -> str:
     return str(uuid.uuid4())
+
+
+class Statements:
+    """Counts the statements that reach the database driver while a block runs."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def __enter__(self) -> Statements:
+        self.start = self.database.statements_executed
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.count = self.database.statements_executed - self.start
 
 
 async def test_the_seed_catalog_is_loaded_on_first_start(stock: StockService) -> None:
@@ -47,10 +69,19 @@ async def test_the_seed_catalog_is_loaded_on_first_start(stock: StockService) ->
     assert (await stock.get_stock("LAST-ONE")).available == 1
 
 
+async def test_products_are_listed_by_sku_page_by_page(stock: StockService) -> None:
+    everything = await stock.list_products(100, None)
+
+    first_page = await stock.list_products(2, None)
+    second_page = await stock.list_products(2, first_page[-1].sku)
+
+    assert first_page + second_page == everything[:4]
+
+
 async def test_a_reservation_holds_every_line_and_stages_stock_reserved(
-    stock: StockService,
+    stock: StockService, database: Database
 ) -> None:
-    reservation = await stock.reserve(order_id(), [Line("MUG-001", 2), Line("SOCKS-3P", 1)])
+    reservation = await stock.reserve(new_id(), [Line("SOCKS-3P", 1), Line("MUG-001", 2)])
 
     assert [(r.sku, r.quantity, r.unit_price_cents) for r in reservation.lines] == [
         ("MUG-001", 2, 1200),
@@ -58,12 +89,12 @@ async def test_a_reservation_holds_every_line_and_stages_stock_reserved(
     ]
     mug = await stock.get_stock("MUG-001")
     assert (mug.available, mug.reserved) == (98, 2)
-    assert await staged(stock) == ["StockReserved"]
+    assert await staged(database) == ["StockReserved"]
 
 
-async def test_a_reservation_is_all_or_nothing(stock: StockService) -> None:
+async def test_a_reservation_is_all_or_nothing(stock: StockService, database: Database) -> None:
     with pytest.raises(InsufficientStock) as caught:
-        await stock.reserve(order_id(), [Line("MUG-001", 2), Line("LAMP-DESK", 9)])
+        await stock.reserve(new_id(), [Line("MUG-001", 2), Line("LAMP-DESK", 9)])
 
     assert (caught.value.sku, caught.value.requested, caught.value.available) == (
         "LAMP-DESK",
@@ -71,20 +102,24 @@ async def test_a_reservation_is_all_or_nothing(stock: StockService) -> None:
         8,
     )
     assert (await stock.get_stock("MUG-001")).available == 100
-    assert await staged(stock) == []
+    assert await staged(database) == []
 
 
 async def test_an_unknown_sku_reserves_nothing(stock: StockService) -> None:
+    order = new_id()
     with pytest.raises(UnknownSku):
-        await stock.reserve(order_id(), [Line("MUG-001", 1), Line("NOPE-1", 1)])
+        await stock.reserve(order, [Line("MUG-001", 1), Line("NOPE-1", 1)])
+
     assert (await stock.get_stock("MUG-001")).reserved == 0
+    # Nor is the order's reservation left behind: a later attempt can still make it.
+    assert (await stock.reserve(order, [Line("MUG-001", 1)])).status is ReservationStatus.HELD
 
 
 async def test_two_reservations_for_the_last_unit_leave_exactly_one_winner(
     stock: StockService,
 ) -> None:
     results = await asyncio.gather(
-        *(stock.reserve(order_id(), [Line("LAST-ONE", 1)]) for _ in range(5)),
+        *(stock.reserve(new_id(), [Line("LAST-ONE", 1)]) for _ in range(5)),
         return_exceptions=True,
     )
     assert sum(not isinstance(r, Exception) for r in results) == 1
@@ -94,7 +129,7 @@ async def test_two_reservations_for_the_last_unit_leave_exactly_one_winner(
 
 
 async def test_reserving_again_for_the_same_order_holds_stock_once(stock: StockService) -> None:
-    order = order_id()
+    order = new_id()
     first = await stock.reserve(order, [Line("TEE-BLK-M", 3)])
     again = await stock.reserve(order, [Line("TEE-BLK-M", 3)])
 
@@ -104,8 +139,8 @@ async def test_reserving_again_for_the_same_order_holds_stock_once(stock: StockS
         await stock.reserve(order, [Line("TEE-BLK-M", 4)])
 
 
-async def test_releasing_returns_the_stock_once(stock: StockService) -> None:
-    order = order_id()
+async def test_releasing_returns_the_stock_once(stock: StockService, database: Database) -> None:
+    order = new_id()
     await stock.reserve(order, [Line("BOOK-DDIA", 2)])
 
     released = await stock.release(order)
@@ -114,42 +149,66 @@ async def test_releasing_returns_the_stock_once(stock: StockService) -> None:
     assert released.status is again.status is ReservationStatus.RELEASED
     level = await stock.get_stock("BOOK-DDIA")
     assert (level.available, level.reserved) == (20, 0)
-    assert await staged(stock) == ["StockReserved", "StockReleased"]
+    assert await staged(database) == ["StockReserved", "StockReleased"]
 
 
 async def test_a_cancelled_order_event_releases_once_even_when_redelivered(
-    stock: StockService,
+    stock: StockService, database: Database
 ) -> None:
-    order = order_id()
+    order = new_id()
     await stock.reserve(order, [Line("SOCKS-3P", 4)])
-    event = events_pb2.OrderCancelled(event_id=str(uuid.uuid4()), order_id=order)
+    event = events_pb2.OrderCancelled(event_id=new_id(), order_id=order)
 
     await stock.on_order_cancelled(event)
     await stock.on_order_cancelled(event)
 
     assert (await stock.get_stock("SOCKS-3P")).available == 200
-    assert await staged(stock) == ["StockReserved", "StockReleased"]
+    assert await staged(database) == ["StockReserved", "StockReleased"]
 
 
-async def test_taking_stock_below_the_threshold_stages_stock_low(stock: StockService) -> None:
-    await stock.reserve(order_id(), [Line("LAMP-DESK", 2)])  # 8 -> 6: not low yet
-    await stock.reserve(order_id(), [Line("LAMP-DESK", 2)])  # 6 -> 4: low
-    await stock.reserve(order_id(), [Line("LAMP-DESK", 1)])  # 4 -> 3: already low
+async def test_a_cancelled_order_without_a_reservation_is_recorded_as_handled(
+    stock: StockService, database: Database
+) -> None:
+    await stock.on_order_cancelled(events_pb2.OrderCancelled(event_id=new_id(), order_id=new_id()))
 
-    assert await staged(stock) == ["StockReserved", "StockReserved", "StockLow", "StockReserved"]
+    handled = await database.read(
+        lambda c: c.scalar(select(func.count(processed_events.c.event_id)))
+    )
+    assert handled == 1
+
+
+async def test_taking_stock_below_the_threshold_stages_stock_low(
+    stock: StockService, database: Database
+) -> None:
+    await stock.reserve(new_id(), [Line("LAMP-DESK", 2)])  # 8 -> 6: not low yet
+    await stock.reserve(new_id(), [Line("LAMP-DESK", 2)])  # 6 -> 4: low
+    await stock.reserve(new_id(), [Line("LAMP-DESK", 1)])  # 4 -> 3: already low
+
+    assert await staged(database) == [
+        "StockReserved",
+        "StockReserved",
+        "StockLow",
+        "StockReserved",
+    ]
 
 
 async def test_adjusting_never_takes_available_below_zero(stock: StockService) -> None:
     assert (await stock.adjust_stock("LAMP-DESK", 10, "restock")).available == 18
-    with pytest.raises(StockWouldGoNegative):
+    with pytest.raises(StockWouldGoNegative) as caught:
         await stock.adjust_stock("LAMP-DESK", -19, "write-off")
+    assert caught.value.available == 18
     assert (await stock.adjust_stock("LAMP-DESK", -18, "write-off")).available == 0
+
+
+async def test_adjusting_an_unknown_sku_is_unknown(stock: StockService) -> None:
+    with pytest.raises(UnknownSku):
+        await stock.adjust_stock("NOPE-1", 1, "restock")
 
 
 async def test_a_retry_after_a_compensating_release_holds_the_stock_again(
     stock: StockService,
 ) -> None:
-    order = order_id()
+    order = new_id()
     await stock.reserve(order, [Line("MUG-001", 3)])
     await stock.release(order)
 
@@ -163,8 +222,8 @@ async def test_a_retry_after_a_compensating_release_holds_the_stock_again(
 async def test_undoing_a_timed_out_attempt_leaves_a_retrys_reservation_held(
     stock: StockService,
 ) -> None:
-    order = order_id()
-    first, retry = str(uuid.uuid4()), str(uuid.uuid4())
+    order = new_id()
+    first, retry = new_id(), new_id()
     await stock.reserve(order, [Line("MUG-001", 2)], first)  # its caller timed out
     await stock.reserve(order, [Line("MUG-001", 2)], retry)  # the client's retry
 
@@ -178,9 +237,95 @@ async def test_undoing_a_timed_out_attempt_leaves_a_retrys_reservation_held(
 async def test_concurrent_first_attempts_for_one_order_hold_stock_once(
     stock: StockService,
 ) -> None:
-    order = order_id()
+    order = new_id()
     results = await asyncio.gather(
-        *(stock.reserve(order, [Line("SOCKS-3P", 3)], str(uuid.uuid4())) for _ in range(4))
+        *(stock.reserve(order, [Line("SOCKS-3P", 3)], new_id()) for _ in range(4))
     )
     assert all(r == results[0] for r in results)
     assert (await stock.get_stock("SOCKS-3P")).reserved == 3
+
+
+async def test_get_stock_is_one_statement(stock: StockService, database: Database) -> None:
+    with Statements(database) as counted:
+        await stock.get_stock("MUG-001")
+
+    assert counted.count == 1
+
+
+@pytest.mark.parametrize("lines", [1, 2, 3])
+async def test_a_reservation_of_n_lines_is_n_plus_3_statements(
+    stock: StockService, database: Database, lines: int
+) -> None:
+    skus = ["MUG-001", "SOCKS-3P", "LAMP-DESK"][:lines]
+
+    with Statements(database) as counted:
+        await stock.reserve(new_id(), [Line(sku, 3) for sku in skus], new_id())
+
+    # the reservation with its attempt id, one conditional update per line, the lines
+    # (one multi-row insert), the events (one multi-row insert, StockLow for LAMP-DESK too)
+    assert counted.count == lines + 3
+
+
+async def test_a_repeated_reservation_is_three_statements(
+    stock: StockService, database: Database
+) -> None:
+    order = new_id()
+    await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
+
+    with Statements(database) as counted:
+        await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
+
+    # the insert that finds the order's reservation, the reservation with its lines, the
+    # new attempt id
+    assert counted.count == 3
+
+
+async def test_a_retry_that_holds_a_released_reservation_again_is_n_plus_4_statements(
+    stock: StockService, database: Database
+) -> None:
+    order = new_id()
+    await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)])
+    await stock.release(order)
+
+    with Statements(database) as counted:
+        await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
+
+    # the insert that finds the order's reservation, the reservation with its lines, one
+    # conditional update per line, the status with the attempt id, the event
+    assert counted.count == 2 + 4
+
+
+async def test_a_release_of_n_lines_is_n_plus_3_statements(
+    stock: StockService, database: Database
+) -> None:
+    order, attempt = new_id(), new_id()
+    await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], attempt)
+
+    with Statements(database) as counted:
+        await stock.release(order, attempt)
+
+    # the reservation with its lines, one update per line, the status, the event
+    assert counted.count == 2 + 3
+
+
+async def test_a_cancelled_order_event_is_one_statement_more_than_a_release(
+    stock: StockService, database: Database
+) -> None:
+    order = new_id()
+    await stock.reserve(order, [Line("MUG-001", 1)])
+
+    with Statements(database) as counted:
+        await stock.on_order_cancelled(events_pb2.OrderCancelled(event_id=new_id(), order_id=order))
+
+    assert counted.count == 1 + (1 + 3)  # recording the event id, then the release
+
+
+async def test_an_adjustment_is_one_statement_and_one_more_for_stock_low(
+    stock: StockService, database: Database
+) -> None:
+    with Statements(database) as restock:
+        await stock.adjust_stock("LAMP-DESK", 2, "restock")
+    with Statements(database) as write_off:
+        await stock.adjust_stock("LAMP-DESK", -6, "write-off")  # 10 -> 4: low
+
+    assert (restock.count, write_off.count) == (1, 2)

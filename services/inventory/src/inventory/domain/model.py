@@ -21,6 +21,20 @@ class StockLevel:
 
 
 @dataclass(frozen=True)
+class ProductStock:
+    """A product's stock with its price: what taking stock for a reservation needs."""
+
+    sku: str
+    price_cents: int
+    available: int
+    reserved: int
+
+    @property
+    def level(self) -> StockLevel:
+        return StockLevel(self.sku, self.available, self.reserved)
+
+
+@dataclass(frozen=True)
 class Line:
     sku: str
     quantity: int
