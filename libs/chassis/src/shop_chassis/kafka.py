@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.sensors import Sensor
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
-from faust.types import TP, AppT, ProducerT, TopicT
+from faust.types import AppT, ProducerT, TopicT
 from mode import Service, ServiceT
 from prometheus_client import Counter, Gauge
 
@@ -92,7 +92,8 @@ class RebalanceCounter(Sensor):
 class ConsumerLagMonitor(Service):
     """The consumer group's lag on this worker's partitions, from the consumer the service
     already has (no extra client): each partition's high watermark, which every fetch
-    response carries, minus the offset this worker last committed there.
+    response carries, minus the offset this worker last committed there (Faust's monitor
+    keeps those).
 
     A partition counts once this worker has committed on it; the consumer commits every few
     seconds while it makes progress, and a stalled one keeps its last value and grows.
@@ -101,26 +102,16 @@ class ConsumerLagMonitor(Service):
     def __init__(self, app: faust.App, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
-        self.committed: dict[TP, int] = {}
-        app.sensors.add(_CommitRecorder(self.committed))
 
     @Service.timer(5.0)
     async def _measure(self) -> None:
         consumer = self.app.consumer
+        committed = self.app.monitor.tp_committed_offsets
         for tp in consumer.assignment():
-            committed = self.committed.get(tp)
             highwater = consumer.highwater(tp)
-            if committed is not None and highwater is not None:
-                consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - committed, 0))
-
-
-class _CommitRecorder(Sensor):
-    def __init__(self, committed: dict[TP, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.committed = committed
-
-    def on_tp_commit(self, tp_offsets: Mapping[TP, int]) -> None:
-        self.committed.update(tp_offsets)
+            if tp in committed and highwater is not None:
+                lag = max(highwater - committed[tp], 0)
+                consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 class IdempotentProducer(AiokafkaProducer):
