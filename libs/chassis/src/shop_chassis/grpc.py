@@ -18,10 +18,10 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from shop_chassis.errors import ErrorMappingInterceptor
 from shop_chassis.grpc_metrics import ServerMetricsInterceptor
+from shop_chassis.telemetry import ServerTracingInterceptor
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,7 @@ class GrpcServerService(Service):
             # Outermost first: the span is current while metrics record (exemplars), and
             # errors are mapped innermost so both see the final status.
             interceptors=[
-                aio_server_interceptor(),
+                ServerTracingInterceptor(),
                 ServerMetricsInterceptor(),
                 *self.interceptors,
                 ErrorMappingInterceptor(),

@@ -9,7 +9,6 @@ carry the current trace id as an OpenMetrics exemplar.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,13 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from shop_chassis.interceptors import Context, HandlerWrappingInterceptor, ServerStream, Unary
+from shop_chassis.interceptors import (
+    Context,
+    HandlerWrappingInterceptor,
+    ServerStream,
+    Unary,
+    status_code,
+)
 from shop_chassis.telemetry import exemplar
 
 LABELS = ["grpc_type", "grpc_service", "grpc_method"]
@@ -86,17 +91,6 @@ def _client_series(grpc_type: str, full_method: str) -> _Series:
     return _Series(client_started, client_handled, client_handling, grpc_type, full_method)
 
 
-def _code_of(context: Context, error: BaseException | None) -> grpc.StatusCode:
-    code: Any = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):  # grpc.aio may hand back the raw integer
-        return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-
-
 class ServerMetricsInterceptor(HandlerWrappingInterceptor):
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         series = _server_series("unary", method)
@@ -111,7 +105,7 @@ class ServerMetricsInterceptor(HandlerWrappingInterceptor):
                 error = exc
                 raise
             finally:
-                series.done(_code_of(context, error), started_at)
+                series.done(status_code(context, error), started_at)
 
         return unary
 
@@ -129,7 +123,7 @@ class ServerMetricsInterceptor(HandlerWrappingInterceptor):
                 error = exc
                 raise
             finally:
-                series.done(_code_of(context, error), started_at)
+                series.done(status_code(context, error), started_at)
 
         return server_stream
 

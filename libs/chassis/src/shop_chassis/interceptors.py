@@ -2,11 +2,13 @@
 
 grpc.aio hands an interceptor the method's handler; to act around the call (catch its
 errors, time it) the handler must be rebuilt around a new behaviour. Subclasses say how
-to wrap a unary and a server-streaming behaviour; the rebuilding lives here once.
+to wrap a unary and a server-streaming behaviour; the rebuilding lives here once, and
+happens once per method, not once per call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +21,10 @@ ServerStream = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        # method -> (the handler we were given, the one we made of it)
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         return behavior
 
@@ -36,6 +42,15 @@ class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        given, made = self._wrapped.get(method, (None, None))
+        if given is not handler or made is None:
+            made = self._wrap(method, handler)
+            self._wrapped[method] = (handler, made)
+        return made
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self.wrap_unary(method, handler.unary_unary),  # type: ignore[arg-type]
@@ -50,3 +65,15 @@ class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def status_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
+    """The status a call ended with, once its behaviour returned or raised `error`."""
+    code: Any = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):  # grpc.aio may hand back the raw integer
+        return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
