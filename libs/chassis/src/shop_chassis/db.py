@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from mode import Service
 from opentelemetry import trace
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from shop_chassis.settings import Env, SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -60,6 +63,10 @@ def open_database(url: str, *, variable: str = "DATABASE_URL") -> Database:
     raise SettingsError(
         f"{variable}={url!r}: expected sqlite:///<path> or postgresql+asyncpg://<user>@<host>/<db>"
     )
+
+
+class MigrationFailed(RuntimeError):
+    pass
 
 
 class Database:
@@ -103,14 +110,18 @@ class Database:
     def migrate(self, migrations: Path) -> None:
         """Bring the schema to the newest Alembic revision in `migrations`.
 
-        Called at start-up before the event loop runs; Alembic gets a thread of its own so
-        the service's loop is never touched.
+        Called at start-up before the event loop runs, in a process of its own
+        (`shop_chassis.migrate`); raises MigrationFailed with Alembic's output.
         """
-        config = Config()
-        config.set_main_option("script_location", str(migrations))
-        config.set_main_option("sqlalchemy.url", self.url)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(command.upgrade, config, "head").result()
+        done = subprocess.run(
+            [sys.executable, "-m", "shop_chassis.migrate", str(migrations)],
+            env={**os.environ, "SHOP_MIGRATE_URL": self.url},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise MigrationFailed(f"migrating with {migrations} failed:\n{done.stderr[-4000:]}")
 
     def _count_statements(self, engine: Engine) -> None:
         @event.listens_for(engine, "before_cursor_execute")
@@ -181,6 +192,9 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        # Imported here: SQLite services need none of SQLAlchemy's asyncio layer (≈ 5 MB).
+        from sqlalchemy.ext.asyncio import create_async_engine
+
         self._engine: AsyncEngine = create_async_engine(
             url,
             pool_pre_ping=True,  # server databases drop idle connections
@@ -254,6 +268,8 @@ def run_migrations(target_metadata: MetaData) -> None:
             engine.dispose()
         return
 
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     async def run() -> None:
         async_engine = create_async_engine(url, poolclass=NullPool)
         try:
@@ -263,5 +279,5 @@ def run_migrations(target_metadata: MetaData) -> None:
         finally:
             await async_engine.dispose()
 
-    # Alembic runs in a thread of its own (see Database.migrate), so it may own a loop.
+    # A process of its own (see Database.migrate): it may own an event loop.
     asyncio.run(run())

@@ -19,6 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TopicT
 from mode import ServiceT
 
+from shop_chassis.db import MigrationFailed
 from shop_chassis.grpc import GrpcServerService, Registrar
 from shop_chassis.kafka import (
     ConsumerLagMonitor,
@@ -79,6 +80,9 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     except SettingsError as exc:  # the service's own variables, read while wiring
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except MigrationFailed as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     app.host(
         TopicDeclarations(settings.kafka_bootstrap_servers, parts.topics),
         before_kafka_clients=True,

@@ -1,0 +1,40 @@
+"""Choosing and migrating a database (SQLite files in a temporary folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from shop_chassis.db import MigrationFailed, SqliteDatabase, default_url, open_database
+from shop_chassis.settings import SettingsError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+
+def test_a_url_of_another_kind_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="ORDERS_DATABASE_URL='mysql://x'"):
+        open_database("mysql://x", variable="ORDERS_DATABASE_URL")
+
+
+def test_a_failed_migration_says_what_alembic_said(tmp_path: Path) -> None:
+    database = open_database(default_url(tmp_path))
+
+    with pytest.raises(MigrationFailed, match="Path doesn't exist"):
+        database.migrate(tmp_path / "no-such-migrations")
+
+
+async def test_a_unit_of_work_that_raises_leaves_nothing_behind(tmp_path: Path) -> None:
+    database = open_database(default_url(tmp_path))
+    assert isinstance(database, SqliteDatabase)
+    await database.write(lambda c: c.execute(text("CREATE TABLE t (x INTEGER)")), name="setup")
+
+    def insert_then_fail(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        raise RuntimeError("after the insert")
+
+    with pytest.raises(RuntimeError):
+        await database.write(insert_then_fail, name="fails")
+    await database.write(lambda c: c.execute(text("INSERT INTO t VALUES (2)")), name="ok")
+
+    assert await database.read(lambda c: c.execute(text("SELECT x FROM t")).scalars().all()) == [2]
+    await database.dispose()
