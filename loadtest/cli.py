@@ -16,12 +16,13 @@ from pathlib import Path
 from shop_devstack.procs import StackError as PortsError
 from shop_devstack.stack import Ports
 
-from loadtest import charts, ghz, notification, profiles, report, slo
+from loadtest import charts, ghz, notification, profiles, report, slo, telemetry_tax
 from loadtest.anchor import Anchor, AnchorError, anchors
 from loadtest.profiles import Job, Plan, Profile, ProfileError
 from loadtest.results import Row, knee, recovery_seconds, step_table
 from loadtest.sampler import Sampler
 from loadtest.stack import StackError, Target, check_health, placeholder_values, restock
+from loadtest.telemetry_tax import TaxReport
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = Path(__file__).resolve().parent / "proto"
@@ -36,8 +37,10 @@ class Context:
     anchors: list[Anchor]
     slo: slo.Slo
     values: dict[str, str | list[str]] = field(default_factory=dict)
+    sku: str = "SOCKS-3P"  # what the orders the bench prepares buy
     # Anchor measurements by their ghz settings: the same settings are measured once a run.
     anchor_cache: dict[str, list[list[ghz.Outcome]]] = field(default_factory=dict)
+    taxes: dict[str, TaxReport] = field(default_factory=dict)  # by telemetry_tax profile
 
 
 def _stem(ctx: Context, *parts: str) -> Path:
@@ -181,12 +184,77 @@ async def _notification(ctx: Context, profile: Profile) -> list[Row]:
     return rows
 
 
+async def _telemetry_tax(ctx: Context, profile: Profile) -> list[Row]:
+    """The profile's job against the stack's orders (tracing on) and a second orders process
+    with tracing off, in alternating rounds; the tax goes to ctx.taxes."""
+    (job,) = profile.jobs
+    method = str(job.config["call"])
+    rows: list[Row] = []
+    measured: dict[tuple[int, bool], ghz.Outcome] = {}
+    try:
+        async with telemetry_tax.untraced_orders(ctx.target, ctx.run_dir, ROOT) as untraced:
+            order_id = await telemetry_tax.prepare_order(
+                untraced.address, ctx.sku, f"bench-untraced-{ctx.run_dir.name[-4:]}"
+            )
+            # tracing on? -> (the job, the orders address, the order it reads, /metrics ports)
+            sides = {
+                True: (
+                    _with_data(job, ctx.values),
+                    ctx.target.grpc["orders"],
+                    str(ctx.values["ORDER_ID"]),
+                    ctx.target.metrics_ports,
+                ),
+                False: (
+                    _with_data(job, {**ctx.values, "ORDER_ID": order_id}),
+                    untraced.address,
+                    order_id,
+                    {**ctx.target.metrics_ports, "orders": untraced.metrics_port},
+                ),
+            }
+            for _, address, read, _ in sides.values():
+                await telemetry_tax.warm_up(address, read)
+            for number, tracing in telemetry_tax.run_order(profile.telemetry_tax_rounds):
+                side_job, address, _, metrics_ports = sides[tracing]
+                side = "on" if tracing else "off"
+                label = f"{job.label} (tracing {side}) #{number}"
+                print(
+                    f"[{profile.name}] round {number}: {method} with tracing {side} on {address}"
+                    f" for {side_job.duration_s:g}s",
+                    flush=True,
+                )
+                stem = _stem(ctx, profile.name, job.label, f"tracing-{side}", f"round{number}")
+                async with Sampler(metrics_ports, profile.sample_every_s) as sampler:
+                    outcome = await ghz.run_job(side_job, address, stem, ctx.ghz_bin)
+                await ghz.render_html(ctx.ghz_html, stem)
+                measured[(number, tracing)] = outcome
+                labelled = Job(label, job.call_profile, side_job.config)
+                row = _row(profile, labelled, outcome, stem)
+                row.tracing, row.round = tracing, number
+                row.cpu_ms_per_request = sampler.cpu_ms_per_request(outcome.requests)
+                row.peak_rss_mb = sampler.peak_rss_mb()
+                rows.append(row)
+                await asyncio.sleep(1)  # let the previous run's stragglers finish
+    except StackError as exc:
+        print(f"[{profile.name}] FAILED: {exc}", file=sys.stderr, flush=True)
+        ctx.taxes[profile.name] = TaxReport(job.label, method, problem=str(exc))
+        failed = Row(profile.name, f"{job.label} (not measured)", method, problem=str(exc))
+        return [*rows, failed]
+    ctx.taxes[profile.name] = TaxReport.of(job.label, method, measured)
+    for name, (outcome,) in (await _anchor_outcomes(ctx, profile, [job])).items():
+        for row in rows:
+            row.anchor_rps[name] = outcome.rps
+            row.anchor_p99_ms[name] = outcome.percentiles()["p99_ms"]
+    return rows
+
+
 async def run_profile(
     ctx: Context, profile: Profile
 ) -> tuple[list[Row], dict[str, dict[str, list[float]]]]:
     """The rows of one profile; for jobs run at once, each service's sampled figures too."""
     if profile.notification is not None:
         return await _notification(ctx, profile), {}
+    if profile.telemetry_tax_rounds:
+        return await _telemetry_tax(ctx, profile), {}
     jobs = [_with_data(job, ctx.values) for job in profile.jobs]
     if profile.together:
         rows, sampler = await _measure(ctx, profile, jobs)
@@ -312,7 +380,9 @@ async def run(
     sampled: dict[str, dict[str, dict[str, list[float]]]] = {}
     verdicts: list[slo.Verdict] = []
     async with anchors(None if args.no_go_anchor else args.go_anchor) as started:
-        ctx = Context(run_dir, target, args.ghz, args.ghz_html, started, rules, values)
+        ctx = Context(
+            run_dir, target, args.ghz, args.ghz_html, started, rules, values, sku=args.sku
+        )
         for profile in chosen:
             profile_rows, series = await run_profile(ctx, profile)
             rows += profile_rows
@@ -324,14 +394,23 @@ async def run(
                 verdicts += slo.evaluate_soak(
                     profile.name, rules.for_call(profile.name, ""), series
                 )
+            if tax := ctx.taxes.get(profile.name):
+                thresholds = rules.for_call(profile.name, tax.call)
+                verdicts += slo.evaluate_tax(
+                    profile.name, tax.call, thresholds, tax.tax, tax.problem
+                )
     made = _charts(ctx, rows)
-    data = report.summary(run_id, meta, rows, verdicts, sampled)
+    taxes = {name: tax.to_json() for name, tax in ctx.taxes.items()}
+    data = report.summary(run_id, meta, rows, verdicts, sampled, taxes)
     report.write(run_dir, data, made)
     print()
     print("\n".join(report.results_table(rows)))
     print()
     print("\n".join(report.anchors_table(rows)))
     print()
+    if taxes:
+        print("\n".join(report.tax_table(taxes)))
+        print()
     print("\n".join(report.verdict_table(verdicts)))
     passed = data["passed"]
     print(f"\nreports in {run_dir}/ (var/bench/latest); SLOs {'PASS' if passed else 'FAIL'}")

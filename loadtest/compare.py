@@ -56,7 +56,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], int]:
     rows_b = {(r["profile"], r["call"]): figures(r) for r in b["results"]}
     lines = [
         f"A = {a['run_id']} ({a['started']}), B = {b['run_id']} ({b['started']})",
-        f"{'profile':<13}{'call':<27}{'measure':<12}{'A':>10}{'B':>10}{'change':>9}",
+        f"{'profile':<15}{'call':<27}{'measure':<12}{'A':>10}{'B':>10}{'change':>9}",
     ]
     lines.append("-" * len(lines[-1]))
     count = 0
@@ -67,11 +67,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], int]:
             flag = regressed(before, after, higher_is_better)
             count += flag
             lines.append(
-                f"{key[0]:<13}{key[1]:<27}{label:<12}{_fmt(before):>10}{_fmt(after):>10}"
+                f"{key[0]:<15}{key[1]:<27}{label:<12}{_fmt(before):>10}{_fmt(after):>10}"
                 f"{change:>9}" + ("  REGRESSION" if flag else "")
             )
     for key in sorted(set(rows_a) ^ set(rows_b)):
-        lines.append(f"{key[0]:<13}{key[1]:<27}only in {'A' if key in rows_a else 'B'}")
+        lines.append(f"{key[0]:<15}{key[1]:<27}only in {'A' if key in rows_a else 'B'}")
     lines.append(f"\n{count} regression(s) over {THRESHOLD:.0%}")
     return lines, count
 

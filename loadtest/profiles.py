@@ -4,7 +4,9 @@ A *call profile* (it has a "call") is an ordinary ghz config for one endpoint; `
 runs it by hand. A *shape profile* has no "call": its ghz options (concurrency, rps, load
 schedule, duration) are laid over call profiles named in its "bench" section, either one
 after another ("calls") or all at once ("jobs"). A "notification" section instead makes the
-bench's own client measure order -> notification latency.
+bench's own client measure order -> notification latency, and a "telemetry_tax" section runs
+one orders call against the stack's orders (tracing on) and a second orders process the bench
+starts with tracing off, in alternating rounds.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ SERVICE_OF = {
 }
 # What a run does when --profiles is not given: every shape but the long soak and the
 # CI smoke test (call profiles run inside the shapes).
-DEFAULT_PROFILES = ("throughput", "latency", "step", "spike", "mixed", "notification")
+DEFAULT_PROFILES = (
+    "telemetry_tax",
+    "throughput",
+    "latency",
+    "step",
+    "spike",
+    "mixed",
+    "notification",
+)
+MAX_TAX_ROUNDS = 10
 MAX_DURATION_S = 3600.0
 # ghz options that describe the call rather than the load; an anchor run drops them.
 CALL_KEYS = ("call", "data", "data-file", "metadata", "proto", "protoset", "import-paths")
@@ -123,6 +134,8 @@ class Profile:
     jobs: tuple[Job, ...] = ()
     notification: NotificationPlan | None = None
     sample_every_s: float = 1.0
+    # telemetry_tax: rounds of (tracing on, tracing off) runs of the one job; 0 otherwise
+    telemetry_tax_rounds: int = 0
 
     @property
     def step(self) -> StepSchedule | None:
@@ -183,6 +196,27 @@ def load(name: str, duration_s: float | None = None, profile_dir: Path = PROFILE
                 rates, seconds, parse_duration(str(plan.get("settle", "30s"))), plan["sku"]
             ),
         )
+    if "telemetry_tax" in bench:
+        plan = bench["telemetry_tax"]
+        if not isinstance(plan, dict) or not plan.get("call"):
+            raise ProfileError(f'profile {name}: telemetry_tax needs a "call" (a call profile)')
+        rounds = plan.get("rounds", 2)
+        if isinstance(rounds, bool) or not isinstance(rounds, int):
+            raise ProfileError(f"profile {name}: telemetry_tax rounds must be a whole number")
+        if not 1 <= rounds <= MAX_TAX_ROUNDS:
+            raise ProfileError(f"profile {name}: telemetry_tax rounds must be 1..{MAX_TAX_ROUNDS}")
+        job = _job(str(plan["call"]), raw, {}, duration_s, profile_dir)
+        if job.service != "orders":
+            raise ProfileError(
+                f"profile {name}: telemetry_tax measures an orders call (the bench starts a"
+                f" second orders process), not {job.config['call']}"
+            )
+        if placeholders(job.config.get("data")) - {"ORDER_ID"}:
+            raise ProfileError(
+                f"profile {name}: telemetry_tax prepares one order per side (${{ORDER_ID}});"
+                f" {plan['call']} uses other placeholders"
+            )
+        return Profile(name, description, jobs=(job,), telemetry_tax_rounds=rounds)
     if "call" in raw:  # a call profile: itself, with its own load options
         return Profile(name, description, jobs=(_job(name, {}, {}, duration_s, profile_dir),))
     if "calls" in bench:

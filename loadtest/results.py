@@ -42,6 +42,8 @@ class Row:
     knee_rps: float | None = None  # step: highest rate with p99 under the SLO and 0 errors
     steps: list[Step] = field(default_factory=list)
     recovery_s: float | None = None  # spike base job: burst end -> p99 back to normal
+    tracing: bool | None = None  # telemetry_tax: whether the process measured traces
+    round: int | None = None  # telemetry_tax: which round of on/off runs
     problem: str = ""  # ghz failed or nothing completed: the row fails whatever its SLO
     top_errors: list[str] = field(default_factory=list)
     report: str = ""  # the ghz JSON report, relative to the run folder
@@ -83,6 +85,8 @@ class Row:
             "knee_rps": self.knee_rps,
             "steps": [vars(step) for step in self.steps],
             "recovery_s": _round(self.recovery_s, 2),
+            "tracing": self.tracing,
+            "round": self.round,
             "problem": self.problem,
             "top_errors": self.top_errors,
             "report": self.report,

@@ -34,6 +34,7 @@ class Thresholds:
     max_rss_growth_mb: float | None = None  # soak, per service: last sample - first
     max_outbox_backlog: float | None = None  # soak, per service: highest sample
     max_consumer_lag: float | None = None  # soak, per service: highest sample
+    max_telemetry_tax: float | None = None  # telemetry_tax: 1 - rps tracing on / off, overall
 
     def merged(self, other: Thresholds) -> Thresholds:
         return replace(self, **{k: v for k, v in vars(other).items() if v is not None})
@@ -157,3 +158,13 @@ def evaluate_soak(
             if limit is not None:
                 out.append(Verdict(profile, service, check, limit, actual, _at_most(actual, limit)))
     return out
+
+
+def evaluate_tax(
+    profile: str, call: str, t: Thresholds, tax: float | None, problem: str = ""
+) -> list[Verdict]:
+    """The telemetry tax over all rounds against `max_telemetry_tax` (None: not measured)."""
+    if t.max_telemetry_tax is None:
+        return []
+    limit = t.max_telemetry_tax
+    return [Verdict(profile, call, "max_telemetry_tax", limit, tax, _at_most(tax, limit), problem)]

@@ -26,10 +26,15 @@ class StackError(Exception):
 class Target:
     grpc: dict[str, str]  # service -> host:port
     metrics_ports: dict[str, int]
+    kafka: str = f"{HOST}:9092"  # the bootstrap server a second orders process joins
 
     @classmethod
     def from_ports(cls, ports: Ports) -> Target:
-        return cls({n: f"{HOST}:{p}" for n, p in ports.grpc.items()}, dict(ports.metrics))
+        return cls(
+            {n: f"{HOST}:{p}" for n, p in ports.grpc.items()},
+            dict(ports.metrics),
+            f"{HOST}:{ports.kafka}",
+        )
 
 
 async def check_health(target: Target) -> None:
@@ -86,8 +91,9 @@ async def restock(target: Target, need: dict[str, int]) -> None:
             print(f"[prepare] {sku}: restocked by {delta}, now {level.available} available")
 
 
-async def create_orders(target: Target, sku: str, customer: str, count: int) -> list[str]:
-    async with grpc.aio.insecure_channel(target.grpc["orders"]) as channel:
+async def create_orders(address: str, sku: str, customer: str, count: int) -> list[str]:
+    """Creates `count` orders on the orders service at `address`; their ids."""
+    async with grpc.aio.insecure_channel(address) as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         try:
             orders = await asyncio.gather(
@@ -109,10 +115,12 @@ async def placeholder_values(
     """Values for the ${…} placeholders the chosen profiles use."""
     values: dict[str, str | list[str]] = {}
     if "ORDER_ID" in wanted:
-        (values["ORDER_ID"],) = await create_orders(target, sku, f"bench-{run_id}", 1)
+        (values["ORDER_ID"],) = await create_orders(
+            target.grpc["orders"], sku, f"bench-{run_id}", 1
+        )
     if "CANCEL_ORDER_ID" in wanted:
         values["CANCEL_ORDER_ID"] = await create_orders(
-            target, sku, f"bench-cancel-{run_id}", CANCEL_ORDERS
+            target.grpc["orders"], sku, f"bench-cancel-{run_id}", CANCEL_ORDERS
         )
     if unknown := wanted - set(values):
         raise StackError(f"profiles use placeholders nobody fills: {sorted(unknown)}")

@@ -40,6 +40,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     func,
     select,
     update,
@@ -137,7 +138,14 @@ def _insert(outbox: Table) -> Insert:
 
 
 class OutboxRelay(Service):
-    """Publishes unsent outbox rows in batches; woken right after a commit, and polls too."""
+    """Publishes unsent outbox rows in batches; woken right after a commit, and polls too.
+
+    Marking rows sent is a write like any other, queued behind the requests' transactions;
+    the relay does not wait for it. It remembers the last row the broker acknowledged and
+    reads on from there, so events leave at the pace of Kafka's acks, not of the database's
+    write queue. Should a mark fail, it starts again from the first unmarked row (those
+    events go out twice; consumers deduplicate).
+    """
 
     def __init__(
         self,
@@ -156,18 +164,36 @@ class OutboxRelay(Service):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        unsent = (
+            select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(batch_size)
+        )
+        self._unsent = unsent
+        self._unsent_after = unsent.where(outbox.c.id > bindparam("after"))
+        self._mark = (
+            update(outbox)
+            .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+            .values(sent_at=bindparam("sent_at"))
+        )
+        self._backlog = select(func.count(), func.min(outbox.c.created_at)).where(
+            outbox.c.sent_at.is_(None)
+        )
+        self._acknowledged_up_to: int | None = None
+        self._mark_failed = False
+        self._marking: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Call after committing outbox rows: publish now rather than at the next poll."""
         self._wakeup.set()
 
+    async def on_stop(self) -> None:
+        # Marks in flight finish, so a clean restart publishes nothing twice.
+        if self._marking:
+            await asyncio.wait(self._marking, timeout=5)
+
     @Service.timer(1.0)
     async def _measure_backlog(self) -> None:
-        query = select(func.count(), func.min(self.outbox.c.created_at)).where(
-            self.outbox.c.sent_at.is_(None)
-        )
         try:
-            count, oldest = await self.database.read(lambda c: c.execute(query).one())
+            count, oldest = await self.database.read(lambda c: c.execute(self._backlog).one())
         except Exception as exc:  # database away: keep the last values, try again
             log.debug("outbox_backlog_unavailable", error=repr(exc))
             return
@@ -197,13 +223,15 @@ class OutboxRelay(Service):
 
     async def publish_batch(self) -> int:
         """Publish up to batch_size unsent rows; returns how many were acknowledged."""
-        query = (
-            select(self.outbox)
-            .where(self.outbox.c.sent_at.is_(None))
-            .order_by(self.outbox.c.id)
-            .limit(self.batch_size)
-        )
-        rows = await self.database.read(lambda c: c.execute(query).all())
+        if self._mark_failed:  # read again from the first unmarked row
+            self._mark_failed, self._acknowledged_up_to = False, None
+        after = self._acknowledged_up_to
+        if after is None:
+            rows = await self.database.read(lambda c: c.execute(self._unsent).all())
+        else:
+            rows = await self.database.read(
+                lambda c: c.execute(self._unsent_after, {"after": after}).all()
+            )
         if not rows:
             return 0
         producer = self.app.producer
@@ -238,16 +266,24 @@ class OutboxRelay(Service):
                 break
             acknowledged.append(row.id)
             published_total.labels(row.topic).inc()
-        await self._mark_sent(acknowledged)
+        if acknowledged:
+            self._acknowledged_up_to = acknowledged[-1]
+            task = asyncio.ensure_future(self._mark_sent(acknowledged))
+            self._marking.add(task)
+            task.add_done_callback(self._marking.discard)
         if failure is not None:
             raise failure
         return len(acknowledged)
 
     async def _mark_sent(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        statement = update(self.outbox).where(self.outbox.c.id.in_(ids)).values(sent_at=now())
-        await self.database.write(lambda c: c.execute(statement), name="outbox_mark_sent")
+        try:
+            await self.database.write(
+                lambda c: c.execute(self._mark, {"ids": ids, "sent_at": now()}),
+                name="outbox_mark_sent",
+            )
+        except Exception as exc:
+            log.warning("outbox_mark_failed", error=repr(exc), rows=len(ids))
+            self._mark_failed = True
 
 
 def create_outbox_table() -> None:
