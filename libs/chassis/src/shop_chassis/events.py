@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shop_chassis.errors import DATABASE_UNAVAILABLE
-from shop_chassis.kafka import declare_topic
+from shop_chassis.kafka import ShopApp, declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
 
@@ -175,13 +175,14 @@ class EventProcessor:
 
 
 def subscribe(
-    app: faust.App,
+    app: ShopApp,
     settings: ServiceSettings,
     topic: TopicT,
     handlers: Mapping[str, Handler[Any]],
 ) -> TopicT:
     """Create the agent consuming `topic`; returns its dead-letter topic (to declare)."""
     topic_name = topic.get_topic_name()
+    app.handled_event_types[topic_name] = frozenset(handlers)
     dead_letters = declare_topic(app, settings, f"{topic_name}.dlq")
 
     async def dead_letter(event: EventT[Any], reason: str, error: BaseException) -> None:

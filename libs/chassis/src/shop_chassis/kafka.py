@@ -131,12 +131,15 @@ class ShopApp(faust.App):
     early: list[ServiceT]
     hosted: list[ServiceT]
     stop_first: list[ServiceT]
+    # topic -> the event types its agent handles (`shop_chassis.events.subscribe` fills it)
+    handled_event_types: dict[str, frozenset[str]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.early = []
         self.hosted = []
         self.stop_first = []
+        self.handled_event_types = {}
 
     def host(
         self, service: ServiceT, *, before_kafka_clients: bool = False, stop_first: bool = False

@@ -73,7 +73,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     app = create_app(settings)
     # One prefix for every service: Prometheus' job/service labels tell them apart.
     setup_prometheus_sensors(app, name_prefix="shop_faust")
-    app.sensors.add(KafkaProcessTracing())
+    app.sensors.add(KafkaProcessTracing(app.handled_event_types))
     app.sensors.add(RebalanceCounter())
     try:
         parts = wire(settings, app)

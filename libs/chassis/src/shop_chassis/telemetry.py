@@ -8,7 +8,7 @@ OTEL_SDK_DISABLED=true to turn tracing off.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -167,8 +167,14 @@ class KafkaProcessTracing(OpenTelemetrySensor):
     - a span *link* to the producer's span besides being its child. Jaeger then shows
       one trace per request (child) while the messaging conventions' link is there for
       tools that follow links (see README, "One trace across Kafka");
-    - `messaging.message.id` (our event-id header) and `messaging.kafka.offset`.
+    - `messaging.message.id` (our event-id header) and `messaging.kafka.offset`;
+    - no span for an event the consumer skips (no handler for its type): on a shared topic
+      most events are someone else's, and a span each would cost more than skipping them.
     """
+
+    def __init__(self, handled_event_types: Mapping[str, frozenset[str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.handled_event_types = handled_event_types
 
     def _span_attributes(self, stream: Any, event: Any, tp: Any, offset: int) -> dict[str, Any]:
         attributes: dict[str, Any] = super()._span_attributes(stream, event, tp, offset)
@@ -184,6 +190,13 @@ class KafkaProcessTracing(OpenTelemetrySensor):
     ) -> dict[str, Any] | None:
         try:
             headers = getattr(event.message, "headers", None)
+            handled = self.handled_event_types.get(tp.topic)
+            if (
+                handled is not None
+                and dict(headers or {}).get("event-type", b"").decode(errors="replace")
+                not in handled
+            ):
+                return None
             parent = propagate.extract(headers, getter=self._getter)
             producer = trace.get_current_span(parent).get_span_context()
             span = self.tracer.start_span(
