@@ -96,6 +96,7 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
         f"--concurrency={concurrency}",
         "--connections=1",
         f"--duration={seconds + 2}s",
+        "--duration-stop=wait",  # let calls in flight finish: no errors from cutting them
         "--format=summary",
         f"{HOST}:{ports.grpc[service]}",
     ]
@@ -112,6 +113,7 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
                 f"--pid={pid}",
                 f"--duration={seconds}",
                 "--rate=200",
+                "--nonblocking",  # never pause the service: sampling must not slow what it measures
                 "--format=flamegraph",
                 f"--output={svg}",
             ],
