@@ -91,6 +91,8 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         app.host(background)
     if app.agents:
         app.host(ConsumerLagMonitor(app))
+    else:  # consumes nothing (orders): no consumer, no group membership, no fetch loop
+        app.boot_strategy.enable_kafka_consumer = False
     app.host(
         GrpcServerService(
             address=settings.grpc_address,
