@@ -27,8 +27,10 @@ import contextvars
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,6 +69,11 @@ def open_database(url: str, *, variable: str = "DATABASE_URL") -> Database:
 
 class MigrationFailed(RuntimeError):
     pass
+
+
+@dataclass
+class StatementCount:
+    count: int = 0
 
 
 class Database:
@@ -122,6 +129,16 @@ class Database:
         )
         if done.returncode != 0:
             raise MigrationFailed(f"migrating with {migrations} failed:\n{done.stderr[-4000:]}")
+
+    @contextmanager
+    def counting_statements(self) -> Iterator[StatementCount]:
+        """Counts the statements that reach the driver while the block runs (budget tests)."""
+        counted = StatementCount()
+        start = self.statements_executed
+        try:
+            yield counted
+        finally:
+            counted.count = self.statements_executed - start
 
     def _count_statements(self, engine: Engine) -> None:
         @event.listens_for(engine, "before_cursor_execute")

@@ -51,20 +51,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class Statements:
-    """Counts the statements that reach the database driver while a block runs."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def __enter__(self) -> Statements:
-        self.start = self.database.statements_executed
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.count = self.database.statements_executed - self.start
-
-
 async def test_the_seed_catalog_is_loaded_on_first_start(stock: StockService) -> None:
     products = await stock.list_products(100, None)
     assert len(products) >= 5
@@ -248,7 +234,7 @@ async def test_concurrent_first_attempts_for_one_order_hold_stock_once(
 
 
 async def test_get_stock_is_one_statement(stock: StockService, database: Database) -> None:
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.get_stock("MUG-001")
 
     assert counted.count == 1
@@ -260,7 +246,7 @@ async def test_a_reservation_of_n_lines_is_n_plus_3_statements(
 ) -> None:
     skus = ["MUG-001", "SOCKS-3P", "LAMP-DESK"][:lines]
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.reserve(new_id(), [Line(sku, 3) for sku in skus], new_id())
 
     # the reservation with its attempt id, one conditional update per line, the lines
@@ -274,7 +260,7 @@ async def test_a_repeated_reservation_is_three_statements(
     order = new_id()
     await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
 
     # the insert that finds the order's reservation, the reservation with its lines, the
@@ -289,7 +275,7 @@ async def test_a_retry_that_holds_a_released_reservation_again_is_n_plus_4_state
     await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)])
     await stock.release(order)
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], new_id())
 
     # the insert that finds the order's reservation, the reservation with its lines, one
@@ -303,7 +289,7 @@ async def test_a_release_of_n_lines_is_n_plus_3_statements(
     order, attempt = new_id(), new_id()
     await stock.reserve(order, [Line("MUG-001", 1), Line("SOCKS-3P", 1)], attempt)
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.release(order, attempt)
 
     # the reservation with its lines, one update per line, the status, the event
@@ -316,7 +302,7 @@ async def test_a_cancelled_order_event_is_one_statement_more_than_a_release(
     order = new_id()
     await stock.reserve(order, [Line("MUG-001", 1)])
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await stock.on_order_cancelled(events_pb2.OrderCancelled(event_id=new_id(), order_id=order))
 
     assert counted.count == 1 + (1 + 3)  # recording the event id, then the release
@@ -325,9 +311,9 @@ async def test_a_cancelled_order_event_is_one_statement_more_than_a_release(
 async def test_an_adjustment_is_one_statement_and_one_more_for_stock_low(
     stock: StockService, database: Database
 ) -> None:
-    with Statements(database) as restock:
+    with database.counting_statements() as restock:
         await stock.adjust_stock("LAMP-DESK", 2, "restock")
-    with Statements(database) as write_off:
+    with database.counting_statements() as write_off:
         await stock.adjust_stock("LAMP-DESK", -6, "write-off")  # 10 -> 4: low
 
     assert (restock.count, write_off.count) == (1, 2)

@@ -36,20 +36,6 @@ def notifications(database: Database) -> Notifications:
     return Notifications(SqlUnitOfWork(database), Broadcaster())
 
 
-class Statements:
-    """Counts the statements that reach the database driver while a block runs."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def __enter__(self) -> Statements:
-        self.start = self.database.statements_executed
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.count = self.database.statements_executed - self.start
-
-
 def cancelled(customer: str, reason: str = "") -> events_pb2.OrderCancelled:
     return events_pb2.OrderCancelled(
         event_id=str(uuid.uuid4()),
@@ -137,9 +123,9 @@ async def test_storing_a_notification_is_one_write_of_two_statements(
 ) -> None:
     event = cancelled("alice")
 
-    with Statements(database) as first:
+    with database.counting_statements() as first:
         await record(notifications, event)
-    with Statements(database) as redelivered:
+    with database.counting_statements() as redelivered:
         await record(notifications, event)
 
     assert first.count == 2  # the dedupe record, the notification
@@ -161,7 +147,7 @@ async def test_listing_notifications_is_one_statement(
     await record(notifications, event)
     order_id = event.order_id if order_id else ""
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         found = await notifications.list_notifications(
             customer_id, order_id, 10, 1_000_000 if after_first_page else None
         )

@@ -60,20 +60,6 @@ async def outbox_events(database: Database) -> list[Any]:
     )
 
 
-class Statements:
-    """Counts the statements that reach the database driver while a block runs."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def __enter__(self) -> Statements:
-        self.start = self.database.statements_executed
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.count = self.database.statements_executed - self.start
-
-
 async def test_an_order_round_trips_with_its_lines_and_event(
     ordering: Ordering, database: Database
 ) -> None:
@@ -112,7 +98,7 @@ async def test_a_cancellation_is_stored_with_its_event(
 async def test_get_order_is_one_statement(ordering: Ordering, database: Database) -> None:
     order = await ordering.create_order("alice", [Line("TEE-1", 1), Line("MUG-1", 3)], None)
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await ordering.get_order(order.order_id)
 
     assert counted.count == 1
@@ -121,9 +107,9 @@ async def test_get_order_is_one_statement(ordering: Ordering, database: Database
 async def test_create_order_is_one_write_of_three_statements(
     ordering: Ordering, database: Database
 ) -> None:
-    with Statements(database) as without_request_id:
+    with database.counting_statements() as without_request_id:
         await ordering.create_order("alice", [Line("TEE-1", 1), Line("MUG-1", 3)], None)
-    with Statements(database) as with_request_id:
+    with database.counting_statements() as with_request_id:
         await ordering.create_order("alice", [Line("TEE-1", 1)], str(uuid.uuid4()))
 
     # order row, its lines (one multi-row insert), the outbox row
@@ -137,7 +123,7 @@ async def test_cancel_order_is_one_write_of_three_statements(
 ) -> None:
     order = await ordering.create_order("alice", [Line("MUG-001", 1)], None)
 
-    with Statements(database) as counted:
+    with database.counting_statements() as counted:
         await ordering.cancel_order(order.order_id, "changed mind")
 
     assert counted.count == 3  # read (locked), update, outbox row
