@@ -134,8 +134,8 @@ async def _measure(
         for row, outcome in zip(rows, anchor_outcomes, strict=True):
             row.anchor_rps[name] = outcome.rps
             row.anchor_p99_ms[name] = outcome.percentiles()["p99_ms"]
-    schedule = profile.step
-    for row, outcome in zip(rows, outcomes, strict=True):
+    for job, row, outcome in zip(jobs, rows, outcomes, strict=True):
+        schedule = job.step
         if schedule is not None and outcome.calls:
             row.steps = step_table(outcome.calls, schedule, ghz.first_start(outcome.calls))
             limit = ctx.slo.for_call(profile.name, row.call).p99_ms
@@ -388,7 +388,7 @@ async def run(
             rows += profile_rows
             for row in profile_rows:
                 thresholds = rules.for_call(profile.name, row.call)
-                verdicts += slo.evaluate_row(row, thresholds, profile.step is not None)
+                verdicts += slo.evaluate_row(row, thresholds, profile.is_step)
             if series:
                 sampled[profile.name] = series
                 verdicts += slo.evaluate_soak(

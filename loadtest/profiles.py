@@ -81,6 +81,19 @@ class Job:
         return parse_duration(str(self.config["max-duration"]))
 
     @property
+    def step(self) -> StepSchedule | None:
+        """The job's rising rates, if it runs a step load schedule."""
+        c = self.config
+        if c.get("load-schedule") != "step":
+            return None
+        return StepSchedule(
+            int(c["load-start"]),
+            int(c["load-step"]),
+            int(c["load-end"]),
+            parse_duration(str(c["load-step-duration"])),
+        )
+
+    @property
     def offered_rps(self) -> float | None:
         """The rate an open-loop job asks for (the top of a step schedule); None if closed."""
         if self.config.get("load-schedule") == "step":
@@ -138,16 +151,8 @@ class Profile:
     telemetry_tax_rounds: int = 0
 
     @property
-    def step(self) -> StepSchedule | None:
-        if not self.jobs or self.jobs[0].config.get("load-schedule") != "step":
-            return None
-        c = self.jobs[0].config
-        return StepSchedule(
-            int(c["load-start"]),
-            int(c["load-step"]),
-            int(c["load-end"]),
-            parse_duration(str(c["load-step-duration"])),
-        )
+    def is_step(self) -> bool:
+        return any(job.step is not None for job in self.jobs)
 
     @property
     def is_spike(self) -> bool:
@@ -220,10 +225,12 @@ def load(name: str, duration_s: float | None = None, profile_dir: Path = PROFILE
     if "call" in raw:  # a call profile: itself, with its own load options
         return Profile(name, description, jobs=(_job(name, {}, {}, duration_s, profile_dir),))
     if "calls" in bench:
-        jobs = tuple(
-            _job(call_name, raw, {}, duration_s, profile_dir) for call_name in bench["calls"]
-        )
-        return Profile(name, description, jobs=jobs)
+        jobs = []
+        for entry in bench["calls"]:  # a call profile's name, or {"call": name, <overrides>}
+            spec = dict(entry) if isinstance(entry, dict) else {"call": entry}
+            call_name = str(spec.pop("call"))
+            jobs.append(_job(call_name, raw, spec, duration_s, profile_dir))
+        return Profile(name, description, jobs=tuple(jobs))
     if "jobs" in bench:
         total_s = duration_s or parse_duration(str(raw.get("max-duration", "10s")))
         together: list[Job] = []

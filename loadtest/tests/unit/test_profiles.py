@@ -82,9 +82,34 @@ def test_a_step_profile_lasts_as_long_as_its_schedule(folder: Path) -> None:
 
     profile = profiles.load("step", 60.0, folder)
 
-    assert profile.step is not None and profile.step.rates == [10, 30, 50]
+    step = profile.jobs[0].step
+    assert profile.is_step and step is not None and step.rates == [10, 30, 50]
     assert profile.jobs[0].config["max-duration"] == "6000ms"
     assert profile.jobs[0].offered_rps == 50
+
+
+def test_each_call_of_a_step_profile_may_climb_over_its_own_range(folder: Path) -> None:
+    write(
+        folder,
+        "step",
+        {
+            "load-schedule": "step",
+            "load-start": 10,
+            "load-step": 10,
+            "load-end": 30,
+            "load-step-duration": "1s",
+            "bench": {
+                "calls": [{"call": "get_order", "load-start": 100, "load-end": 300}, "create_order"]
+            },
+        },
+    )
+
+    profile = profiles.load("step", None, folder)
+
+    reads, writes = (job.step for job in profile.jobs)
+    assert reads is not None and reads.rates == list(range(100, 301, 10))
+    assert writes is not None and writes.rates == [10, 20, 30]
+    assert [job.label for job in profile.jobs] == ["get_order", "create_order"]
 
 
 def test_jobs_start_and_last_for_fractions_of_the_profile(folder: Path) -> None:
