@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Sequence
@@ -221,13 +223,21 @@ class Stack:
 
     async def postgres(self, port: int) -> ProcessSpec:
         """A throwaway PostgreSQL server (trust auth, loopback only) for the tests."""
-        bin_dir = self.tools / "pgbin"
-        if not bin_dir.exists():
-            raise StackError(f"{bin_dir} is missing: run `deploy/bootstrap.sh postgres`")
-        home = self.var_dir / "postgres"
-        data = home / "data"
-        # PostgreSQL refuses to run as root; run it as the `postgres` user then.
+        link = self.tools / "pgbin"
+        if not link.exists():
+            raise StackError(f"{link} is missing: run `deploy/bootstrap.sh postgres`")
+        # PostgreSQL refuses to run as root; run it as the `postgres` user then, from the
+        # package's own folder and with its data in one that user owns: a checkout may sit
+        # in a folder only its owner can enter (mktemp -d, root's home).
         as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        bin_dir = link.resolve()
+        if as_user:
+            digest = hashlib.sha1(str(self.var_dir).encode()).hexdigest()[:12]
+            home = Path(tempfile.gettempdir()) / f"shop-postgres-{digest}"
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            home = self.var_dir / "postgres"
+        data = home / "data"
         if not (data / "PG_VERSION").exists():
             home.mkdir(parents=True, exist_ok=True)
             if as_user:
