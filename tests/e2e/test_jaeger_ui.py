@@ -6,6 +6,7 @@ import asyncio
 import html
 import json
 import re
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -112,6 +113,26 @@ async def test_a_search_by_order_id_tag_finds_the_orders_trace(
     # The result's title: root service and operation (split where it may wrap), short id.
     assert re.search(rf"orders: /.*CreateOrder {trace['traceID'][:7]} ", shown)
     assert all(f"{service} (" in shown for service in ("orders", "inventory", "notifier"))
+
+
+def service_graph(ui: str) -> set[tuple[str, str]]:
+    """The last hour's caller -> callee pairs, from the API the System Architecture tab reads."""
+    now_ms = int(time.time() * 1000)
+    url = f"{ui}/api/dependencies?endTs={now_ms}&lookback=3600000"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return {(d["parent"], d["child"]) for d in json.load(response)["data"]}
+
+
+async def test_system_architecture_links_the_services_over_grpc_and_kafka(
+    stack: Stack, shop: Shop, ui: str
+) -> None:
+    order = await shop.create_order(new_customer(), {"MUG-001": 1})
+    await three_service_trace(stack, order.order_id)
+
+    edges = await asyncio.to_thread(service_graph, ui)
+
+    # What the System Architecture tab draws: ReserveStock, then the two topics' consumers.
+    assert {("orders", "inventory"), ("orders", "notifier"), ("inventory", "notifier")} <= edges
 
 
 def test_about_jaeger_names_the_pinned_version(stack: Stack, ui: str) -> None:
