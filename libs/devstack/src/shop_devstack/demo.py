@@ -85,7 +85,9 @@ async def demo() -> int:
             print(f"  CreateOrder in Jaeger: {trace_url(trace_id, jaeger)}")
         except (AssertionError, OSError):
             print(f"  (Jaeger at {jaeger} has not shown its CreateOrder trace yet)")
-        tags = urllib.parse.quote(json.dumps({"shop.order_id": order.order_id}))
+        tags = urllib.parse.quote(
+            json.dumps({"shop.order_id": order.order_id}, separators=(",", ":"))
+        )
         print(f"  all of the order's traces: {jaeger}/search?service=orders&tags={tags}")
         return 0
     finally:
