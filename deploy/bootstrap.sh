@@ -117,16 +117,15 @@ install_jaeger_ui() {
     say "Jaeger UI: JAEGER_UI_ASSETS=$JAEGER_UI_ASSETS has no index.html; ignoring it"
   fi
   if [ ! -f "$dir/.complete" ]; then
-    local tmp
     tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
     if fetch_jaeger_ui "$tmp/assets.tar.gz" "$tarball" "$url"; then
       rm -rf "$dir" && mkdir -p "$dir"
       # The archive's paths start with packages/jaeger-ui/build/.
       tar -xzf "$tmp/assets.tar.gz" --strip-components=3 -C "$dir"
-      [ -f "$dir/index.html" ] || { rm -rf "$tmp"; die "the Jaeger UI archive unpacked without index.html into $dir"; }
+      [ -f "$dir/index.html" ] || die "the Jaeger UI archive unpacked without index.html into $dir"
       touch "$dir/.complete"
     fi
-    rm -rf "$tmp"
   fi
   if [ -f "$dir/.complete" ]; then
     link "$dir" "$tools/jaeger-ui"
