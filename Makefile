@@ -15,7 +15,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: bootstrap
-bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger, Prometheus, grpcurl, ghz, buf, PostgreSQL)
+bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger + UI, Prometheus, grpcurl, ghz, buf, PostgreSQL, Chromium)
 	deploy/bootstrap.sh
 
 .venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) deploy/versions.env
@@ -37,12 +37,12 @@ $(STAMP): $(PROTOS) .venv/.synced
 
 .PHONY: run
 run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C stops all
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl
+	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl
 	$(PY) -m shop_devstack run
 
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres benchtools
+	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres benchtools chromium
 	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests loadtest/tests
 
 .PHONY: test-unit
@@ -51,12 +51,12 @@ test-unit: install ## Unit tests only (no Kafka, no database server)
 
 .PHONY: test-integration
 test-integration: install ## Integration tests: platform, make run, service layers on SQLite + PostgreSQL
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz postgres
+	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres
 	$(PY) -m pytest libs/chassis/tests/integration libs/devstack/tests services/*/tests/integration
 
 .PHONY: test-e2e
 test-e2e: install ## End-to-end tests: the three services on real Kafka, Jaeger, Prometheus
-	deploy/bootstrap.sh kafka jaeger prometheus grpcurl ghz benchtools
+	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz benchtools chromium
 	$(PY) -m pytest tests/e2e
 
 .PHONY: demo

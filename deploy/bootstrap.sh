@@ -3,9 +3,9 @@
 # version (so a fresh clone on the same machine reuses them) and links them into the
 # git-ignored .tools/ folder of this checkout.
 #
-#   deploy/bootstrap.sh [component ...]     components: python kafka jaeger prometheus
-#                                           grpcurl ghz buf postgres benchtools
-#                                           (default: all)
+#   deploy/bootstrap.sh [component ...]     components: python kafka jaeger jaeger-ui
+#                                           prometheus grpcurl ghz buf postgres
+#                                           benchtools chromium (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,16 +67,78 @@ go_install() {  # go_install <name> <package> <version>
 
 install_jaeger() {
   need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
-  local dir=$cache/jaeger-$JAEGER_VERSION
+  # `go build` leaves the version empty; Jaeger's own Makefile sets it the same way. The
+  # folder is keyed by the flags too, so changing them builds anew.
+  local ldflags="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=$JAEGER_V2_VERSION"
+  local dir
+  dir=$cache/jaeger-$JAEGER_VERSION-$(printf '%s' "$ldflags" | sha256sum | cut -c1-8)
   if [ ! -x "$dir/jaeger" ]; then
-    say "building Jaeger $JAEGER_VERSION with the Go toolchain (first time only; 3-8 minutes)"
+    say "building Jaeger $JAEGER_VERSION ($JAEGER_V2_VERSION) with the Go toolchain into $dir (first time only; 3-8 minutes)"
     grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$root/deploy/jaeger/build/go.mod" \
       || die "deploy/jaeger/build/go.mod does not pin jaeger $JAEGER_VERSION; run: cd deploy/jaeger/build && go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
     mkdir -p "$dir"
-    (cd "$root/deploy/jaeger/build" && go build -trimpath -o "$dir/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+    (cd "$root/deploy/jaeger/build" && go build -trimpath -ldflags "$ldflags" -o "$dir/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
     mv "$dir/jaeger.tmp" "$dir/jaeger"
   fi
   link "$dir/jaeger" "$tools/bin/jaeger"
+}
+
+fetch_jaeger_ui() {  # fetch_jaeger_ui <dest> <mirror file name> <release url>; 1 if none
+  local dest=$1 mirrored=${SHOP_MIRROR:-}/$2 url=$3
+  if [ -n "${SHOP_MIRROR:-}" ] && [ -f "$mirrored" ]; then
+    say "Jaeger UI $JAEGER_UI_VERSION: from the mirror, $mirrored"
+    printf '%s  %s\n' "$JAEGER_UI_MIRROR_SHA256" "$mirrored" | sha256sum --check --quiet \
+      || die "$mirrored does not match JAEGER_UI_MIRROR_SHA256 in deploy/versions.env"
+    cp "$mirrored" "$dest"
+    return 0
+  fi
+  command -v curl >/dev/null 2>&1 || return 1
+  say "Jaeger UI $JAEGER_UI_VERSION: downloading $url"
+  curl -fsSL --retry 2 --connect-timeout 10 -o "$dest.part" "$url" || return 1
+  mv "$dest.part" "$dest"
+  say "Jaeger UI: downloaded, sha256 $(sha256sum "$dest" | cut -c1-64) (the release asset's sum is not pinned)"
+}
+
+install_jaeger_ui() {
+  # The web UI Jaeger serves from .tools/jaeger-ui (a Go-built Jaeger embeds only a
+  # placeholder page). First source that has it: JAEGER_UI_ASSETS (an unpacked build, used
+  # as is), the per-user cache, SHOP_MIRROR's tarball (sha256 pinned), the GitHub release.
+  # Without any, Jaeger serves its placeholder: say how to get the UI, never fail the run.
+  local dir=$cache/jaeger-ui-$JAEGER_UI_VERSION
+  local tarball=jaeger-ui-$JAEGER_UI_VERSION-assets.tar.gz
+  local url=https://github.com/jaegertracing/jaeger-ui/releases/download/$JAEGER_UI_VERSION/assets.tar.gz
+  rm -f "$tools/jaeger-ui"
+  if [ -n "${JAEGER_UI_ASSETS:-}" ]; then
+    if [ -f "$JAEGER_UI_ASSETS/index.html" ]; then
+      say "Jaeger UI: using JAEGER_UI_ASSETS=$JAEGER_UI_ASSETS"
+      link "$(cd "$JAEGER_UI_ASSETS" && pwd)" "$tools/jaeger-ui"
+      return
+    fi
+    say "Jaeger UI: JAEGER_UI_ASSETS=$JAEGER_UI_ASSETS has no index.html; ignoring it"
+  fi
+  if [ ! -f "$dir/.complete" ]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    if fetch_jaeger_ui "$tmp/assets.tar.gz" "$tarball" "$url"; then
+      rm -rf "$dir" && mkdir -p "$dir"
+      # The archive's paths start with packages/jaeger-ui/build/.
+      tar -xzf "$tmp/assets.tar.gz" --strip-components=3 -C "$dir"
+      [ -f "$dir/index.html" ] || die "the Jaeger UI archive unpacked without index.html into $dir"
+      touch "$dir/.complete"
+    fi
+  fi
+  if [ -f "$dir/.complete" ]; then
+    link "$dir" "$tools/jaeger-ui"
+    say "Jaeger UI $JAEGER_UI_VERSION: $dir"
+  else
+    say "Jaeger UI $JAEGER_UI_VERSION is not available (no JAEGER_UI_ASSETS, no SHOP_MIRROR tarball, no download): Jaeger will serve its placeholder page. To get the UI, set SHOP_MIRROR to a folder holding $tarball or JAEGER_UI_ASSETS to an unpacked build, and run: deploy/bootstrap.sh jaeger-ui"
+  fi
+}
+
+install_chromium() {
+  # Headless Chromium renders the Jaeger UI in the browser test.
+  command -v chromium >/dev/null 2>&1 || apt_install chromium "install Chromium and put 'chromium' on PATH"
+  link "$(command -v chromium)" "$tools/bin/chromium"
 }
 
 install_benchtools() {
@@ -136,18 +198,20 @@ install_postgres() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger prometheus grpcurl ghz buf postgres benchtools)
+[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)
 for c in "${components[@]}"; do
   case $c in
     python) install_python ;;
     kafka) install_kafka ;;
     jaeger) install_jaeger ;;
+    jaeger-ui) install_jaeger_ui ;;
+    chromium) install_chromium ;;
     prometheus) install_prometheus ;;
     grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
     ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
     buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
     postgres) install_postgres ;;
     benchtools) install_benchtools ;;
-    *) die "unknown component '$c' (python kafka jaeger prometheus grpcurl ghz buf postgres benchtools)" ;;
+    *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)" ;;
   esac
 done

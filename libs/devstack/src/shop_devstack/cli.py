@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 from shop_devstack.demo import main as demo_main
@@ -16,8 +17,33 @@ from shop_devstack.profile import main as profile_main
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
 from shop_devstack.trace import show
 
+# The RED recording rules, one graph each: requests/s, error ratio, p99 latency.
+RED_RULES = (
+    "shop:grpc_server_requests:rate1m",
+    "shop:grpc_server_errors:ratio_rate5m",
+    "shop:grpc_server_handling_seconds:p99_5m",
+)
 
-def _banner(ports: Ports, seconds: float) -> str:
+
+def prometheus_red_graph_url(port: int) -> str:
+    panels: dict[str, str] = {}
+    for index, rule in enumerate(RED_RULES):
+        panels |= {f"g{index}.expr": rule, f"g{index}.tab": "0", f"g{index}.range_input": "15m"}
+    return f"http://127.0.0.1:{port}/graph?{urllib.parse.urlencode(panels, safe=':')}"
+
+
+def _jaeger_line(ports: Ports, ui_assets: Path | None) -> str:
+    url = f"http://127.0.0.1:{ports.jaeger_ui}"
+    if ui_assets is not None:
+        return f"  jaeger      {url}  (search service=orders, or tags shop.order_id=<order id>)"
+    return (
+        f"  jaeger      {url}  API only (/api/traces): the web UI's files are missing, so it"
+        " shows a placeholder.\n              Get them: SHOP_MIRROR=<folder with the tarball>"
+        " deploy/bootstrap.sh jaeger-ui (README: Troubleshooting)"
+    )
+
+
+def _banner(ports: Ports, seconds: float, ui_assets: Path | None) -> str:
     g = ports.grpc
     lines = [
         "",
@@ -27,10 +53,13 @@ def _banner(ports: Ports, seconds: float) -> str:
         f"  inventory   grpc 127.0.0.1:{g['inventory']}     metrics http://127.0.0.1:{ports.metrics['inventory']}/metrics",
         f"  notifier    grpc 127.0.0.1:{g['notifier']}     metrics http://127.0.0.1:{ports.metrics['notifier']}/metrics",
         f"  kafka       127.0.0.1:{ports.kafka}",
-        f"  jaeger      http://127.0.0.1:{ports.jaeger_ui}  (API: /api/services, /api/traces)",
+        _jaeger_line(ports, ui_assets),
         f"  prometheus  http://127.0.0.1:{ports.prometheus}",
+        f"              RED graphs: {prometheus_red_graph_url(ports.prometheus)}",
         "",
         "Try:",
+        "  make demo                        (a few orders, then the link to one's trace)",
+        "  make trace ID=<order id>         (its traces as a waterfall, with UI links)",
         f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['orders']} list",
         f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['inventory']} grpc.health.v1.Health/Check",
         f"  .tools/bin/grpcurl -plaintext -d '{{}}' 127.0.0.1:{g['inventory']}"
@@ -75,7 +104,7 @@ async def run(var_dir: Path) -> int:
                 print("[run] interrupted while starting; stopping", flush=True)
                 return 130
             step.result()
-        print(_banner(ports, time.monotonic() - started), flush=True)
+        print(_banner(ports, time.monotonic() - started, stack.jaeger_ui_assets), flush=True)
         while not stop.is_set():
             if (dead := supervisor.first_exited()) is not None:
                 code = dead.proc.returncode if dead.proc else "?"

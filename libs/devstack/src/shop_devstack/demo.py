@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.parse
 import uuid
 
 import grpc
@@ -10,6 +12,9 @@ from shop.orders.v1 import orders_pb2
 
 from shop_devstack.stack import Ports, grpc_serving
 from shop_devstack.testing import Shop, error_details, eventually
+from shop_devstack.trace import find_order_traces, trace_url
+
+CREATE_ORDER = "/shop.orders.v1.OrderService/CreateOrder"
 
 
 def _money(cents: int) -> str:
@@ -64,8 +69,26 @@ async def demo() -> int:
         print("\nNotifications (newest first), via Kafka and the notifier:")
         for note in await shop.notifications(customer_id=customer):
             print(f"   {note.create_time.ToDatetime():%H:%M:%S.%f}  {note.message}")
-        print(f"\nSee the trace: make trace ID={order.order_id}")
-        print(f"Jaeger: http://127.0.0.1:{ports.jaeger_ui}/search?service=orders")
+        jaeger = f"http://127.0.0.1:{ports.jaeger_ui}"
+
+        async def create_order_trace() -> str:
+            traces = await asyncio.to_thread(find_order_traces, order.order_id, jaeger)
+            found = [
+                t for t in traces if any(s["operationName"] == CREATE_ORDER for s in t["spans"])
+            ]
+            assert found, "not exported yet"
+            return str(found[0]["traceID"])
+
+        print(f"\nThe first order's traces: make trace ID={order.order_id}")
+        try:
+            trace_id = await eventually(create_order_trace, within=15)
+            print(f"  CreateOrder in Jaeger: {trace_url(trace_id, jaeger)}")
+        except (AssertionError, OSError):
+            print(f"  (Jaeger at {jaeger} has not shown its CreateOrder trace yet)")
+        tags = urllib.parse.quote(
+            json.dumps({"shop.order_id": order.order_id}, separators=(",", ":"))
+        )
+        print(f"  all of the order's traces: {jaeger}/search?service=orders&tags={tags}")
         return 0
     finally:
         await shop.close()

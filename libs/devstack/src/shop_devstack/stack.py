@@ -280,12 +280,21 @@ class Stack:
             start_timeout=30,
         )
 
+    @property
+    def jaeger_ui_assets(self) -> Path | None:
+        """The Jaeger web UI's files, if `deploy/bootstrap.sh jaeger-ui` found them."""
+        assets = self.tools / "jaeger-ui"
+        return assets.resolve() if (assets / "index.html").is_file() else None
+
     def jaeger(self) -> ProcessSpec:
         p = self.ports
+        assets = self.jaeger_ui_assets
         return ProcessSpec(
             name="jaeger",
             argv=[self._tool("jaeger"), "--config", str(self.root / "deploy/jaeger/config.yaml")],
             env={
+                # Empty: Jaeger serves its placeholder page instead of the UI.
+                "JAEGER_UI_ASSETS_PATH": str(assets) if assets else "",
                 "JAEGER_UI_PORT": str(p.jaeger_ui),
                 "JAEGER_OTLP_GRPC_PORT": str(p.jaeger_otlp_grpc),
                 "JAEGER_OTLP_HTTP_PORT": str(p.jaeger_otlp_http),

@@ -1,4 +1,4 @@
-"""Print a trace from Jaeger's HTTP API as a waterfall in the terminal.
+"""Print a trace from Jaeger's HTTP API as a waterfall in the terminal, with its UI link.
 
     python -m shop_devstack trace <trace id | order id>     (make trace ID=...)
 
@@ -25,6 +25,11 @@ def jaeger_url() -> str:
     return os.environ.get(
         "JAEGER_URL", f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '16686')}"
     )
+
+
+def trace_url(trace_id: str, base: str | None = None) -> str:
+    """The trace's page in the Jaeger web UI."""
+    return f"{base or jaeger_url()}/trace/{trace_id}"
 
 
 def _get(url: str) -> Any:
@@ -140,5 +145,5 @@ def show(identifier: str) -> int:
     if not traces:
         print(f"no trace found in Jaeger ({jaeger_url()}) for {identifier!r}")
         return 1
-    print("\n\n".join(waterfall(trace) for trace in traces))
+    print("\n\n".join(f"{waterfall(t)}\nin Jaeger: {trace_url(t['traceID'])}" for t in traces))
     return 0

@@ -89,6 +89,8 @@ def test_run_comes_up_refuses_a_second_run_and_stops_everything_on_ctrl_c(
     assert "shop is up" in banner, banner[-3000:]
     assert f"127.0.0.1:{env['ORDERS_GRPC_PORT']}" in banner
     assert "grpcurl -plaintext" in banner
+    red_graphs = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}/graph?g0.expr=shop:grpc_server_"
+    assert red_graphs in banner
 
     second = subprocess.run(
         [sys.executable, "-m", "shop_devstack", "run", "--var-dir", str(VAR / "second")],
