@@ -50,7 +50,7 @@ test-unit: install ## Unit tests only (no Kafka, no database server)
 	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit loadtest/tests/unit
 
 .PHONY: test-integration
-test-integration: install ## Integration tests: platform, make run, service layers on SQLite + PostgreSQL
+test-integration: install ## Integration tests: platform, make run, repositories and budgets on SQLite + PostgreSQL
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres
 	$(PY) -m pytest libs/chassis/tests/integration libs/devstack/tests services/*/tests/integration
 

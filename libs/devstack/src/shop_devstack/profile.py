@@ -28,6 +28,7 @@ from shop_devstack.stack import SERVICES, Ports, repo_root
 HOST = "127.0.0.1"
 MAX_SECONDS = 120
 STOCK_UP = 100_000
+ROW = 16.0  # the height of a frame in py-spy's SVG
 SKUS = ("MUG-001", "TEE-BLK-M", "SOCKS-3P", "BOOK-DDIA")
 
 # What each service is loaded with: a call and its requests (ghz takes them in turn).
@@ -65,14 +66,31 @@ def listening_pid(port: int) -> int:
     raise StackError(f"nothing listens on {HOST}:{port}; start the stack with `make run` first")
 
 
-def top_frames(svg: Path, count: int = 12) -> list[tuple[float, str]]:
-    """The frames with the most samples (including their callees), from the SVG's titles."""
-    found: dict[str, float] = {}
-    for title in re.findall(r"<title>(.*?)</title>", svg.read_text()):
-        match = re.match(r"(.*) \([\d,]+ samples?, ([\d.]+)%\)$", html.unescape(title))
-        if match and match.group(1) != "all":
-            found[match.group(1)] = max(found.get(match.group(1), 0.0), float(match.group(2)))
-    return sorted(((share, frame) for frame, share in found.items()), reverse=True)[:count]
+def top_functions(svg: Path, count: int = 15) -> list[tuple[float, str]]:
+    """The functions that spent most samples themselves (not in their callees), from the
+    frames py-spy's SVG draws: a frame's own samples are its width minus its children's."""
+    frames = [
+        (html.unescape(title), int(x), int(w), float(y))
+        for title, y, x, w in re.findall(
+            r'<title>(.*?)</title><rect [^>]*y="([\d.]+)"[^>]*fg:x="(\d+)" fg:w="(\d+)"',
+            svg.read_text(),
+        )
+    ]
+    by_level: dict[float, list[tuple[int, int]]] = {}
+    for _, x, w, y in frames:
+        by_level.setdefault(y, []).append((x, w))
+    total = max((w for _, _, w, _ in frames), default=0)
+    own: dict[str, int] = {}
+    for title, x, w, y in frames:
+        # py-spy draws callers above callees: a frame's callees sit one row below it.
+        inside = sum(cw for cx, cw in by_level.get(y + ROW, []) if x <= cx < x + w)
+        # "function (file:line) (N samples, P%)" -> "function (file)"
+        function = re.sub(r":\d+\)$", ")", title.rsplit(" (", 1)[0])
+        own[function] = own.get(function, 0) + w - inside
+    if not total:
+        return []
+    shares = ((100.0 * n / total, name) for name, n in own.items() if n > 0)
+    return sorted(shares, reverse=True)[:count]
 
 
 def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
@@ -127,9 +145,9 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
             ghz_run.kill()
             ghz_run.wait()
     print(summary.strip())
-    print(f"\n[profile] flame graph: {svg}\n[profile] frames holding most samples:")
-    for share, frame in top_frames(svg):
-        print(f"  {share:5.1f} %  {frame}")
+    print(f"\n[profile] flame graph: {svg}\n[profile] where the samples were spent:")
+    for share, function in top_functions(svg):
+        print(f"  {share:5.1f} %  {function}")
     return svg
 
 
