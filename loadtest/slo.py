@@ -149,11 +149,18 @@ def evaluate_soak(
     out = []
     for service, figures in sorted(series.items()):
         rss = figures.get("rss_bytes", [])
-        checks = (
-            ("max_rss_growth_mb", t.max_rss_growth_mb, (rss[-1] - rss[0]) / 2**20 if rss else None),
-            ("max_outbox_backlog", t.max_outbox_backlog, max(figures.get("outbox_backlog") or [0])),
-            ("max_consumer_lag", t.max_consumer_lag, max(figures.get("consumer_lag") or [0])),
-        )
+        checks: list[tuple[str, float | None, float | None]] = [
+            ("max_rss_growth_mb", t.max_rss_growth_mb, (rss[-1] - rss[0]) / 2**20 if rss else None)
+        ]
+        for check, limit, figure in (
+            ("max_outbox_backlog", t.max_outbox_backlog, "outbox_backlog"),
+            ("max_consumer_lag", t.max_consumer_lag, "consumer_lag"),
+        ):
+            values = figures.get(figure, [])
+            if values:
+                checks.append((check, limit, max(values)))
+            elif not rss:  # never scraped: unknown, which fails; else it has no such figure
+                checks.append((check, limit, None))
         for check, limit, actual in checks:
             if limit is not None:
                 out.append(Verdict(profile, service, check, limit, actual, _at_most(actual, limit)))

@@ -93,11 +93,20 @@ def test_a_soak_must_stay_bounded() -> None:
 
     verdicts = {v.check: (v.actual, v.passed) for v in slo.evaluate_soak("soak", t, series)}
 
-    assert verdicts == {
-        "max_rss_growth_mb": (80.0, False),
-        "max_outbox_backlog": (5, True),
-        "max_consumer_lag": (0, True),
-    }
+    # orders consumes nothing: no lag figure, so no lag check
+    assert verdicts == {"max_rss_growth_mb": (80.0, False), "max_outbox_backlog": (5, True)}
+
+
+def test_a_soak_whose_service_was_never_scraped_fails() -> None:
+    t = slo.Thresholds(max_rss_growth_mb=50, max_outbox_backlog=10, max_consumer_lag=10)
+
+    verdicts = slo.evaluate_soak("soak", t, {"inventory": {}})
+
+    assert [(v.check, v.actual, v.passed) for v in verdicts] == [
+        ("max_rss_growth_mb", None, False),
+        ("max_outbox_backlog", None, False),
+        ("max_consumer_lag", None, False),
+    ]
 
 
 def test_the_shipped_slo_file_loads() -> None:

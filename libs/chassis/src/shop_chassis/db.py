@@ -11,7 +11,8 @@ into one await per statement, which is what made every call cost milliseconds be
   then writes (check stock, then take it) cannot be overtaken. WAL checkpoints happen inside
   commits on that thread, never on the event loop. Reads run on the event loop itself on a
   connection of their own, without BEGIN: an indexed read costs tens of microseconds, less
-  than a hop to a thread, and WAL lets it run beside the writer. Keep a read to one statement.
+  than a hop to a thread, and WAL lets it run beside the writer. Each statement of a read sees
+  the latest commit, so a read that needs one snapshot must be one statement.
 - **PostgreSQL** (`postgresql+asyncpg://…`): the same function runs on the event loop through
   SQLAlchemy's `run_sync` over asyncpg (no thread at all); conditional updates lock rows
   with `SELECT … FOR UPDATE`.
@@ -23,11 +24,13 @@ driver, which is how the tests hold each use case to its statement budget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,7 +76,33 @@ class MigrationFailed(RuntimeError):
 
 @dataclass
 class StatementCount:
-    count: int = 0
+    count: int = 0  # statements
+    writes: int = 0  # units of work written
+
+
+_STATEMENTS = "shop.statements"  # per connection, in Connection.info
+
+
+def _counted(work: Work[T]) -> Work[tuple[T, int]]:
+    """`work`, also returning how many statements it executed on its connection."""
+
+    def run(connection: Connection) -> tuple[T, int]:
+        before = connection.info.get(_STATEMENTS, 0)
+        result = work(connection)
+        return result, connection.info.get(_STATEMENTS, 0) - before
+
+    return run
+
+
+async def _settled(unit: Awaitable[T]) -> T:
+    """Await `unit`; if the caller is cancelled meanwhile, let the unit finish first."""
+    task = asyncio.ensure_future(unit)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
 
 
 class Database:
@@ -84,25 +113,31 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.statements_executed = 0
+        self.writes = 0
+        self._counter_lock = threading.Lock()  # the writer thread and the loop both count
 
     async def write(self, work: Work[T], *, name: str) -> T:
         """Run `work` as one transaction: committed if it returns, rolled back if it raises.
 
+        Once started, a unit of work is settled before its caller hears of a cancellation:
+        a caller that gives up (deadline, client gone) and then cleans up (gives stock back)
+        must see whether the unit committed, never a transaction still under way.
+
         Inside a traced request it is one span, `db <name>`, carrying the number of
         statements it executed; background bookkeeping (no current span) is not traced.
         """
+        self.writes += 1
         if not trace.get_current_span().is_recording():
-            return await self._write(work)
+            result, _ = await _settled(self._write(_counted(work)))
+            return result
         with _tracer.start_as_current_span(
             f"db {name}",
             kind=trace.SpanKind.CLIENT,
             attributes={"db.system.name": self.system, "db.operation.name": name},
         ) as span:
-            before = self.statements_executed
-            try:
-                return await self._write(work)
-            finally:
-                span.set_attribute("db.statement_count", self.statements_executed - before)
+            result, statements = await _settled(self._write(_counted(work)))
+            span.set_attribute("db.statement_count", statements)
+            return result
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` outside an explicit transaction (each statement sees committed data)."""
@@ -132,20 +167,24 @@ class Database:
 
     @contextmanager
     def counting_statements(self) -> Iterator[StatementCount]:
-        """Counts the statements that reach the driver while the block runs (budget tests)."""
+        """Counts the statements that reach the driver, and the write units, while the block
+        runs (the budget tests)."""
         counted = StatementCount()
-        start = self.statements_executed
+        statements, writes = self.statements_executed, self.writes
         try:
             yield counted
         finally:
-            counted.count = self.statements_executed - start
+            counted.count = self.statements_executed - statements
+            counted.writes = self.writes - writes
 
     def _count_statements(self, engine: Engine) -> None:
         @event.listens_for(engine, "before_cursor_execute")
-        def count(*args: Any) -> None:
-            statement: str = args[2]
+        def count(connection: Connection, *args: Any) -> None:
+            statement: str = args[1]
             if not statement.startswith(_TRANSACTION_CONTROL):
-                self.statements_executed += 1
+                connection.info[_STATEMENTS] = connection.info.get(_STATEMENTS, 0) + 1
+                with self._counter_lock:
+                    self.statements_executed += 1
 
 
 class SqliteDatabase(Database):

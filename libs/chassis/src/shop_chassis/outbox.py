@@ -141,10 +141,11 @@ class OutboxRelay(Service):
     """Publishes unsent outbox rows in batches; woken right after a commit, and polls too.
 
     Marking rows sent is a write like any other, queued behind the requests' transactions;
-    the relay does not wait for it. It remembers the last row the broker acknowledged and
-    reads on from there, so events leave at the pace of Kafka's acks, not of the database's
-    write queue. Should a mark fail, it starts again from the first unmarked row (those
-    events go out twice; consumers deduplicate).
+    the relay does not wait for it. It remembers which rows the broker acknowledged but are
+    not marked yet and leaves them out of its next reads, so events leave at the pace of
+    Kafka's acks, not of the database's write queue. (Not a cursor on the id: on PostgreSQL a
+    lower id can commit after a higher one.) Should a mark fail, those rows are read and
+    published again; consumers deduplicate.
     """
 
     def __init__(
@@ -164,11 +165,15 @@ class OutboxRelay(Service):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._wakeup = asyncio.Event()
-        unsent = (
-            select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(batch_size)
+        self._unsent = (
+            select(outbox)
+            .where(
+                outbox.c.sent_at.is_(None),
+                outbox.c.id.not_in(bindparam("being_marked", expanding=True)),
+            )
+            .order_by(outbox.c.id)
+            .limit(batch_size)
         )
-        self._unsent = unsent
-        self._unsent_after = unsent.where(outbox.c.id > bindparam("after"))
         self._mark = (
             update(outbox)
             .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
@@ -177,8 +182,7 @@ class OutboxRelay(Service):
         self._backlog = select(func.count(), func.min(outbox.c.created_at)).where(
             outbox.c.sent_at.is_(None)
         )
-        self._acknowledged_up_to: int | None = None
-        self._mark_failed = False
+        self._being_marked: set[int] = set()  # acknowledged by Kafka, sent_at not committed yet
         self._marking: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
@@ -223,15 +227,10 @@ class OutboxRelay(Service):
 
     async def publish_batch(self) -> int:
         """Publish up to batch_size unsent rows; returns how many were acknowledged."""
-        if self._mark_failed:  # read again from the first unmarked row
-            self._mark_failed, self._acknowledged_up_to = False, None
-        after = self._acknowledged_up_to
-        if after is None:
-            rows = await self.database.read(lambda c: c.execute(self._unsent).all())
-        else:
-            rows = await self.database.read(
-                lambda c: c.execute(self._unsent_after, {"after": after}).all()
-            )
+        being_marked = list(self._being_marked)
+        rows = await self.database.read(
+            lambda c: c.execute(self._unsent, {"being_marked": being_marked}).all()
+        )
         if not rows:
             return 0
         producer = self.app.producer
@@ -267,7 +266,7 @@ class OutboxRelay(Service):
             acknowledged.append(row.id)
             published_total.labels(row.topic).inc()
         if acknowledged:
-            self._acknowledged_up_to = acknowledged[-1]
+            self._being_marked.update(acknowledged)
             task = asyncio.ensure_future(self._mark_sent(acknowledged))
             self._marking.add(task)
             task.add_done_callback(self._marking.discard)
@@ -281,9 +280,10 @@ class OutboxRelay(Service):
                 lambda c: c.execute(self._mark, {"ids": ids, "sent_at": now()}),
                 name="outbox_mark_sent",
             )
-        except Exception as exc:
+        except Exception as exc:  # the rows stay unsent: the next reads publish them again
             log.warning("outbox_mark_failed", error=repr(exc), rows=len(ids))
-            self._mark_failed = True
+        finally:
+            self._being_marked.difference_update(ids)
 
 
 def create_outbox_table() -> None:

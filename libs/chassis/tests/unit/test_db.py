@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -37,4 +40,43 @@ async def test_a_unit_of_work_that_raises_leaves_nothing_behind(tmp_path: Path) 
     await database.write(lambda c: c.execute(text("INSERT INTO t VALUES (2)")), name="ok")
 
     assert await database.read(lambda c: c.execute(text("SELECT x FROM t")).scalars().all()) == [2]
+    await database.dispose()
+
+
+async def test_a_cancelled_caller_hears_of_it_only_once_its_unit_of_work_is_settled(
+    tmp_path: Path,
+) -> None:
+    database = open_database(default_url(tmp_path))
+    await database.write(lambda c: c.execute(text("CREATE TABLE t (x INTEGER)")), name="setup")
+    started = threading.Event()
+
+    def slow_insert(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        started.set()
+        time.sleep(0.3)  # the caller is cancelled meanwhile
+
+    caller = asyncio.ensure_future(database.write(slow_insert, name="slow"))
+    await asyncio.to_thread(started.wait, 5)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+    # What the caller's clean-up reads right after the cancellation: the committed row.
+    assert await database.read(lambda c: c.execute(text("SELECT x FROM t")).scalars().all()) == [1]
+    await database.dispose()
+
+
+async def test_a_budget_counts_statements_and_write_units(tmp_path: Path) -> None:
+    database = open_database(default_url(tmp_path))
+    await database.write(lambda c: c.execute(text("CREATE TABLE t (x INTEGER)")), name="setup")
+
+    def two_inserts(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+
+    with database.counting_statements() as counted:
+        await database.write(two_inserts, name="two")
+        await database.read(lambda c: c.execute(text("SELECT x FROM t")).all())
+
+    assert (counted.count, counted.writes) == (3, 1)
     await database.dispose()

@@ -112,10 +112,10 @@ async def test_create_order_is_one_write_of_three_statements(
     with database.counting_statements() as with_request_id:
         await ordering.create_order("alice", [Line("TEE-1", 1)], str(uuid.uuid4()))
 
-    # order row, its lines (one multi-row insert), the outbox row
-    assert without_request_id.count == 3
+    # order row, its lines (one multi-row insert), the outbox row: in one write
+    assert (without_request_id.count, without_request_id.writes) == (3, 1)
     # plus the read that makes a retry return the stored order instead of reserving again
-    assert with_request_id.count == 4
+    assert (with_request_id.count, with_request_id.writes) == (4, 1)
 
 
 async def test_cancel_order_is_one_write_of_three_statements(
@@ -126,4 +126,18 @@ async def test_cancel_order_is_one_write_of_three_statements(
     with database.counting_statements() as counted:
         await ordering.cancel_order(order.order_id, "changed mind")
 
-    assert counted.count == 3  # read (locked), update, outbox row
+    assert (counted.count, counted.writes) == (3, 1)  # read (locked), update, outbox row
+
+
+async def test_concurrent_retries_of_one_request_store_one_order(
+    ordering: Ordering, database: Database
+) -> None:
+    request_id = str(uuid.uuid4())
+
+    first, second = await asyncio.gather(
+        ordering.create_order("alice", [Line("MUG-001", 1)], request_id),
+        ordering.create_order("alice", [Line("MUG-001", 1)], request_id),
+    )
+
+    assert first == second
+    assert await outbox_events(database) == ["OrderConfirmed"]
