@@ -167,12 +167,9 @@ class OutboxRelay(Service):
         self._wakeup = asyncio.Event()
         self._unsent = (
             select(outbox)
-            .where(
-                outbox.c.sent_at.is_(None),
-                outbox.c.id.not_in(bindparam("being_marked", expanding=True)),
-            )
+            .where(outbox.c.sent_at.is_(None))
             .order_by(outbox.c.id)
-            .limit(batch_size)
+            .limit(bindparam("limit", type_=Integer))
         )
         self._mark = (
             update(outbox)
@@ -227,10 +224,17 @@ class OutboxRelay(Service):
 
     async def publish_batch(self) -> int:
         """Publish up to batch_size unsent rows; returns how many were acknowledged."""
-        being_marked = list(self._being_marked)
-        rows = await self.database.read(
-            lambda c: c.execute(self._unsent, {"being_marked": being_marked}).all()
-        )
+        # Rows being marked are still unsent in the table: read past them, leave them out here
+        # (a fixed statement stays prepared; an id list in SQL would be a new one each time).
+        being_marked = set(self._being_marked)
+        limit = self.batch_size + len(being_marked)
+        rows = [
+            row
+            for row in await self.database.read(
+                lambda c: c.execute(self._unsent, {"limit": limit}).all()
+            )
+            if row.id not in being_marked
+        ][: self.batch_size]
         if not rows:
             return 0
         producer = self.app.producer
