@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 
-_tracer = trace.get_tracer(__name__)
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
@@ -105,7 +105,7 @@ async def _settled(unit: Awaitable[T]) -> T:
         raise
 
 
-class Database:
+class Database(ABC):
     """Runs units of work; see the module docstring for how each kind does it."""
 
     system = ""
@@ -115,6 +115,7 @@ class Database:
         self.statements_executed = 0
         self.writes = 0
         self._counter_lock = threading.Lock()  # the writer thread and the loop both count
+        self._tracer = trace.get_tracer(__name__)
 
     async def write(self, work: Work[T], *, name: str) -> T:
         """Run `work` as one transaction: committed if it returns, rolled back if it raises.
@@ -130,7 +131,7 @@ class Database:
         if not trace.get_current_span().is_recording():
             result, _ = await _settled(self._write(_counted(work)))
             return result
-        with _tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             f"db {name}",
             kind=trace.SpanKind.CLIENT,
             attributes={"db.system.name": self.system, "db.operation.name": name},
@@ -139,15 +140,17 @@ class Database:
             span.set_attribute("db.statement_count", statements)
             return result
 
+    @abstractmethod
     async def read(self, work: Work[T]) -> T:
         """Run `work` outside an explicit transaction (each statement sees committed data)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _write(self, work: Work[T]) -> T:
-        raise NotImplementedError
+        """Run `work` in one transaction (the kind-specific part of `write`)."""
 
+    @abstractmethod
     async def dispose(self) -> None:
-        raise NotImplementedError
+        """Close every connection."""
 
     def migrate(self, migrations: Path) -> None:
         """Bring the schema to the newest Alembic revision in `migrations`.
