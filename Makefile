@@ -40,6 +40,11 @@ run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C s
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl
 	$(PY) -m shop_devstack run
 
+.PHONY: run-cluster
+run-cluster: install ## The same system as a cluster: 3 Kafka brokers, 2 replicas per service, PostgreSQL
+	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl postgres
+	SHOP_TOPOLOGY=cluster $(PY) -m shop_devstack run
+
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres benchtools chromium

@@ -14,7 +14,16 @@ from pathlib import Path
 from shop_devstack.demo import main as demo_main
 from shop_devstack.procs import StackError
 from shop_devstack.profile import main as profile_main
-from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor, repo_root
+from shop_devstack.stack import (
+    SERVICES,
+    Ports,
+    Stack,
+    Supervisor,
+    Topology,
+    repo_root,
+    start_stack,
+    topology_from_env,
+)
 from shop_devstack.trace import show
 
 # The RED recording rules, one graph each: requests/s, error ratio, p99 latency.
@@ -43,17 +52,38 @@ def _jaeger_line(ports: Ports, ui_assets: Path | None) -> str:
     )
 
 
-def _banner(ports: Ports, seconds: float, ui_assets: Path | None) -> str:
+def _service_lines(stack: Stack) -> list[str]:
+    lines = []
+    for name in SERVICES:
+        for replica in stack.replicas:
+            grpc_port, metrics_port = stack.ports.replica(name, replica)
+            lines.append(
+                f"  {stack.topology.instance_name(name, replica):<11} grpc 127.0.0.1:{grpc_port}"
+                f"     metrics http://127.0.0.1:{metrics_port}/metrics"
+            )
+    return lines
+
+
+def _banner(stack: Stack, seconds: float) -> str:
+    ports = stack.ports
     g = ports.grpc
+    topology = stack.topology
+    infra = [f"  kafka       {stack.kafka_bootstrap}"]
+    if topology.brokers > 1:
+        infra[0] += (
+            f"  ({topology.brokers} brokers, replication {topology.replication},"
+            f" min.insync.replicas {topology.min_insync_replicas})"
+        )
+    if topology.postgres:
+        infra.append(f"  postgres    {stack.database_url('<service>')}")
     lines = [
         "",
-        f"shop is up in {seconds:.1f} s — Ctrl-C stops everything.",
+        f"shop ({topology.name}) is up in {seconds:.1f} s — Ctrl-C stops everything."
+        " A process that dies is restarted.",
         "",
-        f"  orders      grpc 127.0.0.1:{g['orders']}     metrics http://127.0.0.1:{ports.metrics['orders']}/metrics",
-        f"  inventory   grpc 127.0.0.1:{g['inventory']}     metrics http://127.0.0.1:{ports.metrics['inventory']}/metrics",
-        f"  notifier    grpc 127.0.0.1:{g['notifier']}     metrics http://127.0.0.1:{ports.metrics['notifier']}/metrics",
-        f"  kafka       127.0.0.1:{ports.kafka}",
-        _jaeger_line(ports, ui_assets),
+        *_service_lines(stack),
+        *infra,
+        _jaeger_line(ports, stack.jaeger_ui_assets),
         f"  prometheus  http://127.0.0.1:{ports.prometheus}",
         f"              RED graphs: {prometheus_red_graph_url(ports.prometheus)}",
         "",
@@ -69,59 +99,48 @@ def _banner(ports: Ports, seconds: float, ui_assets: Path | None) -> str:
     return "\n".join(lines)
 
 
-async def run(var_dir: Path) -> int:
+async def run(var_dir: Path, topology: Topology) -> int:
     started = time.monotonic()
-    ports = Ports.from_env()
-    stack = Stack(var_dir, ports)
+    stack = Stack(var_dir, Ports.from_env(), topology=topology)
     supervisor = Supervisor(var_dir, sys.stdout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Readable lines on a terminal (the services see a pipe, not the TTY), else JSON.
+    log_format = (
+        {} if "LOG_FORMAT" in os.environ or not sys.stdout.isatty() else {"LOG_FORMAT": "console"}
+    )
     try:
-        # Readable lines on a terminal (the services see a pipe, not the TTY), else JSON.
-        log_format = (
-            {}
-            if "LOG_FORMAT" in os.environ or not sys.stdout.isatty()
-            else {"LOG_FORMAT": "console"}
+        starting = asyncio.ensure_future(
+            start_stack(
+                stack,
+                supervisor,
+                log_format,
+                announce=lambda names: print(f"[run] starting {names} …", flush=True),
+            )
         )
-        specs_without_kafka = [
-            stack.jaeger(),
-            stack.prometheus(),
-            *(stack.service(name, log_format) for name in SERVICES),
-        ]
-        supervisor.check_ports(specs_without_kafka)
-        kafka = await stack.kafka()
-        supervisor.check_ports([kafka])
-        for spec in [kafka, *specs_without_kafka]:
-            step = asyncio.ensure_future(supervisor.start(spec))
-            print(f"[run] starting {spec.name} …", flush=True)
-            waiter = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if step not in done:
-                step.cancel()
-                print("[run] interrupted while starting; stopping", flush=True)
-                return 130
-            step.result()
-        print(_banner(ports, time.monotonic() - started, stack.jaeger_ui_assets), flush=True)
-        while not stop.is_set():
-            if (dead := supervisor.first_exited()) is not None:
-                code = dead.proc.returncode if dead.proc else "?"
-                print(
-                    f"[run] {dead.spec.name} exited with code {code}; stopping the rest",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return 1
-            await asyncio.sleep(0.5)
+        waiter = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not starting.done():
+            starting.cancel()
+            print("[run] interrupted while starting; stopping", flush=True)
+            return 130
+        starting.result()
+        print(_banner(stack, time.monotonic() - started), flush=True)
+        await supervisor.supervise(stop)
         print("[run] stopping …", flush=True)
         return 0
     except StackError as exc:
         print(f"[run] error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        restarts = supervisor.restarts()
         await supervisor.stop_all()
+        if restarts:
+            summary = ", ".join(f"{name} {count}" for name, count in restarts.items())
+            print(f"[run] restarts: {summary}", flush=True)
         print("[run] all processes stopped", flush=True)
 
 
@@ -143,5 +162,10 @@ def main() -> None:
         sys.exit(demo_main())
     if args.command == "trace":
         sys.exit(show(args.id))
-    var_dir = (args.var_dir or repo_root() / "var").resolve()
-    sys.exit(asyncio.run(run(var_dir)))
+    try:
+        topology = topology_from_env()
+    except StackError as exc:
+        sys.exit(f"[run] error: {exc}")
+    default_var = repo_root() / ("var" if topology.name == "single" else f"var/{topology.name}")
+    var_dir = (args.var_dir or default_var).resolve()
+    sys.exit(asyncio.run(run(var_dir, topology)))

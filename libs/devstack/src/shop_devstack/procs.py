@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,9 +69,38 @@ class Process:
         )
         self.proc: asyncio.subprocess.Process | None = None
         self._pump: asyncio.Task[None] | None = None
+        self.restarts = 0
+        self.peers: list[Process] = []  # started together, to be stopped together
+        self.held = False  # stopped on purpose: not to be restarted
+        self.backoff = 0.0
+        self._started_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_at if self.proc is not None else 0.0
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process's whole group (a JVM's or runuser's children too)."""
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
 
     async def start(self) -> None:
+        await self._finish_pump()  # a restart: the previous run's output is all copied
         self._log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._started_at = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
             *self.spec.argv,
             env={**os.environ, **self.spec.env},
@@ -132,6 +162,7 @@ class Process:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) one must wake to exit
         try:
             await asyncio.wait_for(self.proc.wait(), self.spec.stop_timeout)
         except TimeoutError:

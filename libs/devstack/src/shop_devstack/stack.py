@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,6 +24,45 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shop_devstack.procs import Process, ProcessSpec, StackError, free_port, port_in_use
 
 SERVICES = ("inventory", "orders", "notifier")  # start order: orders calls inventory
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many of each process run: `make run`'s one of each, or `make run-cluster`'s.
+
+    The services' code is the same in both; only their environment differs.
+    """
+
+    name: str
+    brokers: int = 1
+    replicas: int = 1  # processes per service, sharing one database
+    postgres: bool = False  # False: each service on its own SQLite file
+
+    @property
+    def replication(self) -> int:
+        return min(self.brokers, 3)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return 2 if self.replication >= 3 else 1
+
+    def kafka_name(self, node: int) -> str:
+        return "kafka" if self.brokers == 1 else f"kafka-{node}"
+
+    def instance_name(self, service: str, replica: int) -> str:
+        return service if self.replicas == 1 else f"{service}-{replica}"
+
+
+SINGLE = Topology("single")
+CLUSTER = Topology("cluster", brokers=3, replicas=2, postgres=True)
+TOPOLOGIES = {topology.name: topology for topology in (SINGLE, CLUSTER)}
+
+
+def topology_from_env() -> Topology:
+    name = os.environ.get("SHOP_TOPOLOGY", SINGLE.name)
+    if name not in TOPOLOGIES:
+        raise StackError(f"SHOP_TOPOLOGY must be one of {', '.join(TOPOLOGIES)}, got {name!r}")
+    return TOPOLOGIES[name]
 
 
 def repo_root() -> Path:
@@ -52,19 +92,49 @@ class Ports:
     jaeger_query_grpc: int = 16685
     jaeger_health: int = 13133
     prometheus: int = 9090
+    postgres: int = 55432  # the cluster's; not 5432, where a system PostgreSQL may listen
     grpc: dict[str, int] = field(
         default_factory=lambda: {"orders": 50051, "inventory": 50052, "notifier": 50053}
     )
     metrics: dict[str, int] = field(
         default_factory=lambda: {"orders": 9101, "inventory": 9102, "notifier": 9103}
     )
+    # Brokers and replicas after the first: by default at fixed offsets from the first's
+    # ports (kafka-2 on 9094/9095, orders-2 on 50061/9111), free ports in a test stack.
+    extra: dict[str, int] = field(default_factory=dict)
+    free_extras: bool = False
+
+    def _extra(self, key: str, default: int) -> int:
+        if key not in self.extra:
+            self.extra[key] = free_port() if self.free_extras else default
+        return self.extra[key]
+
+    def broker(self, node: int) -> tuple[int, int]:
+        """Kafka node `node` (from 1): its client port and its controller port."""
+        if node == 1:
+            return self.kafka, self.kafka_controller
+        offset = 2 * (node - 1)
+        return (
+            self._extra(f"kafka-{node}", self.kafka + offset),
+            self._extra(f"kafka-{node}-controller", self.kafka_controller + offset),
+        )
+
+    def replica(self, service: str, replica: int) -> tuple[int, int]:
+        """Replica `replica` (from 1) of a service: its gRPC port and its metrics port."""
+        if replica == 1:
+            return self.grpc[service], self.metrics[service]
+        offset = 10 * (replica - 1)
+        return (
+            self._extra(f"{service}-{replica}-grpc", self.grpc[service] + offset),
+            self._extra(f"{service}-{replica}-metrics", self.metrics[service] + offset),
+        )
 
     @classmethod
     def free(cls) -> Ports:
         """Ports nobody listens on right now: for test stacks beside `make run`'s."""
-        ports = cls()
+        ports = cls(free_extras=True)
         for name, value in vars(ports).items():
-            if isinstance(value, int):
+            if isinstance(value, int) and not isinstance(value, bool):
                 setattr(ports, name, free_port())
         for name in SERVICES:
             ports.grpc[name] = free_port()
@@ -83,6 +153,7 @@ class Ports:
         ports.jaeger_query_grpc = _env_port("JAEGER_QUERY_GRPC_PORT", ports.jaeger_query_grpc)
         ports.jaeger_health = _env_port("JAEGER_HEALTH_PORT", ports.jaeger_health)
         ports.prometheus = _env_port("PROMETHEUS_PORT", ports.prometheus)
+        ports.postgres = _env_port("POSTGRES_PORT", ports.postgres)
         for name in SERVICES:
             ports.grpc[name] = _env_port(f"{name.upper()}_GRPC_PORT", ports.grpc[name])
             ports.metrics[name] = _env_port(f"{name.upper()}_METRICS_PORT", ports.metrics[name])
@@ -149,15 +220,26 @@ def _kafka_cluster_id() -> str:
 class Stack:
     """Builds the process specs for one stack (`make run`'s or a test session's)."""
 
-    def __init__(self, var_dir: Path, ports: Ports, *, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        var_dir: Path,
+        ports: Ports,
+        *,
+        root: Path | None = None,
+        topology: Topology = SINGLE,
+    ) -> None:
         self.root = root or repo_root()
         self.var_dir = var_dir
         self.ports = ports
+        self.topology = topology
         self.tools = self.root / ".tools"
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.ports.kafka}"
+        return ",".join(
+            f"127.0.0.1:{self.ports.broker(node)[0]}"
+            for node in range(1, self.topology.brokers + 1)
+        )
 
     def _tool(self, name: str) -> str:
         path = self.tools / "bin" / name
@@ -165,19 +247,38 @@ class Stack:
             raise StackError(f"{path} is missing: run `deploy/bootstrap.sh` (or `make bootstrap`)")
         return str(path)
 
-    async def kafka(self) -> ProcessSpec:
+    async def kafka_nodes(self) -> list[ProcessSpec]:
+        return [await self.kafka(node) for node in range(1, self.topology.brokers + 1)]
+
+    async def kafka(self, node: int = 1) -> ProcessSpec:
+        """Kafka node `node` in KRaft combined mode (broker and controller in one process)."""
         libs = self.tools / "kafka-libs"
         if not libs.exists():
             raise StackError(f"{libs} is missing: run `deploy/bootstrap.sh kafka`")
-        home = self.var_dir / "kafka"
+        topology = self.topology
+        name = topology.kafka_name(node)
+        home = self.var_dir / name
         (home / "logs").mkdir(parents=True, exist_ok=True)
+        port, controller_port = self.ports.broker(node)
+        if topology.brokers == 1:
+            # A dynamic quorum of one, formatted with --standalone.
+            quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}"
+        else:
+            quorum = "controller.quorum.voters=" + ",".join(
+                f"{n}@127.0.0.1:{self.ports.broker(n)[1]}"
+                for n in range(1, topology.brokers + 1)
+            )
         template = (self.root / "deploy" / "kafka" / "server.properties").read_text()
         config = home / "server.properties"
         config.write_text(
             template.format(
-                port=self.ports.kafka,
-                controller_port=self.ports.kafka_controller,
+                node_id=node,
+                quorum=quorum,
+                port=port,
+                controller_port=controller_port,
                 data_dir=home / "data",
+                replication=topology.replication,
+                min_insync_replicas=topology.min_insync_replicas,
             )
         )
         java = ["java", "-cp", f"{libs}/*"]
@@ -185,29 +286,30 @@ class Stack:
             f"-Dlog4j2.configurationFile={self.root / 'deploy' / 'kafka' / 'log4j2.yaml'}",
             f"-Dkafka.logs.dir={home / 'logs'}",
         ]
-        id_file = home / "cluster.id"
+        id_file = self.var_dir / topology.kafka_name(1) / "cluster.id"  # one id per cluster
         if not id_file.exists():
             id_file.write_text(_kafka_cluster_id())
         await _setup_command(
-            "formatting Kafka storage",
+            f"formatting {name}'s storage",
             *java[:1],
             *log4j,
             *java[1:],
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *(["--standalone"] if topology.brokers == 1 else []),
             "--ignore-formatted",
             "-t",
             id_file.read_text().strip(),
             "-c",
             str(config),
         )
+        heap = "768m" if topology.brokers == 1 else "512m"
         return ProcessSpec(
-            name="kafka",
+            name=name,
             argv=[
                 "java",
                 "-Xms256m",
-                "-Xmx768m",
+                f"-Xmx{heap}",
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
                 "-Djava.awt.headless=true",
@@ -217,8 +319,9 @@ class Stack:
                 "kafka.Kafka",
                 str(config),
             ],
-            ready=lambda: kafka_ready(self.kafka_bootstrap),
-            ports={"kafka": self.ports.kafka, "kafka controller": self.ports.kafka_controller},
+            # Its own listener answers: in a cluster, "ready" must not mean "another node is".
+            ready=lambda: kafka_ready(f"127.0.0.1:{port}"),
+            ports={f"{name}": port, f"{name} controller": controller_port},
         )
 
     async def postgres(self, port: int) -> ProcessSpec:
@@ -274,6 +377,8 @@ class Stack:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
+                "-c",
+                "max_connections=300",  # six service replicas' pools and their migrations
             ],
             ready=lambda: _postgres_ready(port),
             ports={"postgres": port},
@@ -320,10 +425,14 @@ class Stack:
             json.dumps(
                 [
                     {
-                        "targets": [f"127.0.0.1:{self.ports.metrics[name]}"],
-                        "labels": {"service": name},
+                        "targets": [f"127.0.0.1:{self.ports.replica(name, replica)[1]}"],
+                        "labels": {
+                            "service": name,
+                            "replica": self.topology.instance_name(name, replica),
+                        },
                     }
                     for name in SERVICES
+                    for replica in self.replicas
                 ],
                 indent=2,
             )
@@ -342,41 +451,97 @@ class Stack:
             ports={"prometheus": self.ports.prometheus},
         )
 
-    def service_env(self, name: str) -> dict[str, str]:
+    @property
+    def replicas(self) -> range:
+        return range(1, self.topology.replicas + 1)
+
+    def grpc_target(self, name: str) -> str:
+        """A gRPC target that reaches every replica of a service (one address when one)."""
+        addresses = [f"127.0.0.1:{self.ports.replica(name, r)[0]}" for r in self.replicas]
+        return addresses[0] if len(addresses) == 1 else "ipv4:" + ",".join(addresses)
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.ports.postgres}/{name}"
+
+    async def create_databases(self) -> None:
+        """One database per service on the stack's PostgreSQL (replicas share it)."""
+        import asyncpg
+
+        connection = await asyncpg.connect(
+            host="127.0.0.1", port=self.ports.postgres, user="postgres", timeout=5
+        )
+        try:
+            existing = {row[0] for row in await connection.fetch("SELECT datname FROM pg_database")}
+            for name in SERVICES:
+                if name not in existing:
+                    await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    def service_env(self, name: str, replica: int = 1) -> dict[str, str]:
         p = self.ports
-        return {
+        grpc_port, metrics_port = p.replica(name, replica)
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "SHOP_VAR_DIR": str(self.var_dir),
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.jaeger_otlp_grpc}",
-            "INVENTORY_ADDRESS": f"127.0.0.1:{p.grpc['inventory']}",
-            f"{name.upper()}_GRPC_PORT": str(p.grpc[name]),
-            f"{name.upper()}_METRICS_PORT": str(p.metrics[name]),
+            "INVENTORY_ADDRESS": self.grpc_target("inventory"),
+            f"{name.upper()}_GRPC_PORT": str(grpc_port),
+            f"{name.upper()}_METRICS_PORT": str(metrics_port),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.topology.replication > 1:
+            env["KAFKA_REPLICATION_FACTOR"] = str(self.topology.replication)
+        if self.topology.postgres:
+            env[f"{name.upper()}_DATABASE_URL"] = self.database_url(name)
+        if self.topology.replicas > 1:
+            # Each replica keeps its own local state (Faust's folder); the data is shared.
+            instance = self.topology.instance_name(name, replica)
+            env["SHOP_VAR_DIR"] = str(self.var_dir / "replicas" / instance)
+            env["OTEL_RESOURCE_ATTRIBUTES"] = f"service.instance.id={instance}"
+        return env
 
-    def service(self, name: str, extra_env: dict[str, str] | None = None) -> ProcessSpec:
-        address = f"127.0.0.1:{self.ports.grpc[name]}"
+    def service(
+        self, name: str, extra_env: dict[str, str] | None = None, *, replica: int = 1
+    ) -> ProcessSpec:
+        grpc_port, metrics_port = self.ports.replica(name, replica)
+        instance = self.topology.instance_name(name, replica)
+        address = f"127.0.0.1:{grpc_port}"
         return ProcessSpec(
-            name=name,
+            name=instance,
             argv=[sys.executable, "-m", name],
-            env={**self.service_env(name), **(extra_env or {})},
+            env={**self.service_env(name, replica), **(extra_env or {})},
             cwd=self.root,
             ready=lambda: grpc_serving(address),
-            ports={
-                f"{name} grpc": self.ports.grpc[name],
-                f"{name} metrics": self.ports.metrics[name],
-            },
+            ports={f"{instance} grpc": grpc_port, f"{instance} metrics": metrics_port},
             start_timeout=60,
         )
 
+    def services(self, extra_env: dict[str, str] | None = None) -> list[ProcessSpec]:
+        """Every replica of every service, in start order (replica 1 runs migrations first)."""
+        return [
+            self.service(name, extra_env, replica=replica)
+            for name in SERVICES
+            for replica in self.replicas
+        ]
+
 
 class Supervisor:
-    """Starts specs in order, each only after the previous one is ready; stops in reverse."""
+    """Starts specs in order, each only after the previous one is ready; stops in reverse.
+
+    Once `supervise` runs, a process that exits by itself is started again, as Kubernetes
+    would: after 1 s, doubling up to 30 s while it keeps failing, logged and counted.
+    """
+
+    MAX_BACKOFF = 30.0
+    STABLE_AFTER = 60.0  # up this long before dying: the next restart waits 1 s again
 
     def __init__(self, var_dir: Path, out: TextIO | None) -> None:
         self.var_dir = var_dir
         self.out = out
         self.running: list[Process] = []
+        self._restarting: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
 
     @staticmethod
     def check_ports(specs: Sequence[ProcessSpec]) -> None:
@@ -388,23 +553,131 @@ class Supervisor:
                         f" `make run` (or a test run) up? Stop it or set another port."
                     )
 
-    async def start(self, spec: ProcessSpec) -> Process:
+    def _process(self, spec: ProcessSpec) -> Process:
         process = Process(
             spec, len(self.running), self.out, self.var_dir / "logs" / f"{spec.name}.log"
         )
         self.running.append(process)
+        return process
+
+    async def start(self, spec: ProcessSpec) -> Process:
+        process = self._process(spec)
         await process.start()
         await process.wait_ready()
         return process
 
+    async def start_together(self, specs: Sequence[ProcessSpec]) -> list[Process]:
+        """Start all, then wait until each is ready: for peers that need each other (a
+        Kafka quorum is not ready before a majority of its voters runs)."""
+        processes = [self._process(spec) for spec in specs]
+        for process in processes:
+            process.peers = processes
+            await process.start()
+        await asyncio.gather(*(process.wait_ready() for process in processes))
+        return processes
+
+    def get(self, name: str) -> Process:
+        return next(p for p in self.running if p.spec.name == name)
+
     def first_exited(self) -> Process | None:
         return next((p for p in self.running if p.exited), None)
 
+    def _say(self, message: str) -> None:
+        print(f"[supervisor] {message}", file=self.out or sys.stderr, flush=True)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restart what exits by itself until `stop` is set (held processes stay down)."""
+        while not stop.is_set() and not self._stopping:
+            for process in self.running:
+                if process.exited and not process.held and process.name not in self._restarting:
+                    self._restarting[process.name] = asyncio.create_task(self._restart(process))
+            for name, task in list(self._restarting.items()):
+                if task.done():
+                    del self._restarting[name]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+
+    async def _restart(self, process: Process) -> None:
+        code = process.returncode
+        if process.uptime >= self.STABLE_AFTER:
+            process.backoff = 0.0
+        process.backoff = min(max(process.backoff * 2, 1.0), self.MAX_BACKOFF)
+        self._say(
+            f"{process.name} exited with code {code}; restart {process.restarts + 1}"
+            f" in {process.backoff:.0f} s"
+        )
+        await asyncio.sleep(process.backoff)
+        if self._stopping or process.held:
+            return
+        process.restarts += 1
+        await process.start()
+        try:
+            await process.wait_ready()
+        except StackError as exc:
+            self._say(f"{process.name}: {exc}")
+            return
+        self._say(f"{process.name} is back (pid {process.pid}, restart {process.restarts})")
+
+    async def hold(self, name: str) -> Process:
+        """Stop a process and keep it down until `release` (a planned outage)."""
+        process = self.get(name)
+        process.held = True
+        if (task := self._restarting.get(name)) is not None:
+            task.cancel()
+        await process.stop()
+        return process
+
+    async def release(self, name: str) -> Process:
+        """Start a held process again, now, and wait until it is ready."""
+        process = self.get(name)
+        process.held = False
+        process.backoff = 0.0
+        process.restarts += 1
+        await process.start()
+        await process.wait_ready()
+        return process
+
+    def restarts(self) -> dict[str, int]:
+        return {p.name: p.restarts for p in self.running if p.restarts}
+
     async def stop_all(self) -> None:
-        """Stop every process, newest first; one that fails to stop does not spare the rest."""
+        """Stop every process, newest first; one that fails to stop does not spare the rest.
+
+        Peers started together stop together: a Kafka node whose quorum is already gone
+        cannot shut down cleanly.
+        """
+        self._stopping = True
+        for task in list(self._restarting.values()):
+            task.cancel()
         while self.running:
-            process = self.running.pop()
-            try:
-                await process.stop()
-            except Exception as exc:
-                print(f"{process.spec.name}: stopping failed: {exc!r}", file=sys.stderr)
+            last = self.running[-1]
+            group = [p for p in self.running if p is last or p in last.peers]
+            self.running = [p for p in self.running if p not in group]
+            results = await asyncio.gather(*(p.stop() for p in group), return_exceptions=True)
+            for process, result in zip(group, results, strict=True):
+                if isinstance(result, BaseException):
+                    print(f"{process.name}: stopping failed: {result!r}", file=sys.stderr)
+        self._stopping = False
+
+
+async def start_stack(
+    stack: Stack,
+    supervisor: Supervisor,
+    service_env: dict[str, str] | None = None,
+    *,
+    announce: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Check every port, then start the whole stack in dependency order."""
+    kafka = await stack.kafka_nodes()
+    postgres = [await stack.postgres(stack.ports.postgres)] if stack.topology.postgres else []
+    rest = [stack.jaeger(), stack.prometheus(), *stack.services(service_env)]
+    supervisor.check_ports([*kafka, *postgres, *rest])
+    announce(", ".join(spec.name for spec in kafka))
+    await supervisor.start_together(kafka)
+    for spec in postgres:
+        announce(spec.name)
+        await supervisor.start(spec)
+        await stack.create_databases()
+    for spec in rest:
+        announce(spec.name)
+        await supervisor.start(spec)

@@ -22,6 +22,10 @@ from orders.domain.model import Line, PricedLine
 
 SERVICE_CONFIG = json.dumps(
     {
+        # Every call to the next address: INVENTORY_ADDRESS may name several replicas
+        # ("ipv4:127.0.0.1:50052,127.0.0.1:50062", or dns:/// of a headless Service), and
+        # one HTTP/2 connection would otherwise carry every call to one of them.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{"service": "shop.inventory.v1.InventoryService"}],
