@@ -45,6 +45,11 @@ run-cluster: install ## The same system as a cluster: 3 Kafka brokers, 2 replica
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl postgres
 	SHOP_TOPOLOGY=cluster $(PY) -m shop_devstack run
 
+.PHONY: chaos
+chaos: install ## Faults under load on a stack of its own, then a verdict: [TOPOLOGY=cluster|single] [RATE=10]
+	deploy/bootstrap.sh kafka jaeger prometheus postgres
+	$(PY) -m shop_devstack chaos --topology "$(or $(TOPOLOGY),cluster)" --rate "$(or $(RATE),10)"
+
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres benchtools chromium

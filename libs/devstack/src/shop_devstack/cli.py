@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from shop_devstack.chaos.run import main as chaos_main
 from shop_devstack.demo import main as demo_main
 from shop_devstack.procs import StackError
 from shop_devstack.profile import main as profile_main
@@ -153,9 +154,12 @@ def main() -> None:
     trace_cmd.add_argument("id", help="a trace id (32 hex digits) or an order id")
     sub.add_parser("demo", help="place a few orders against the running system")
     sub.add_parser("profile", help="a py-spy flame graph of a running service under load")
+    sub.add_parser("chaos", help="faults under load on a stack of its own, then a verdict")
     args, rest = parser.parse_known_args()
     if args.command == "profile":
         sys.exit(profile_main(rest))
+    if args.command == "chaos":
+        sys.exit(chaos_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":

@@ -265,8 +265,7 @@ class Stack:
             quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}"
         else:
             quorum = "controller.quorum.voters=" + ",".join(
-                f"{n}@127.0.0.1:{self.ports.broker(n)[1]}"
-                for n in range(1, topology.brokers + 1)
+                f"{n}@127.0.0.1:{self.ports.broker(n)[1]}" for n in range(1, topology.brokers + 1)
             )
         template = (self.root / "deploy" / "kafka" / "server.properties").read_text()
         config = home / "server.properties"

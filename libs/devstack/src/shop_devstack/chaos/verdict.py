@@ -1,0 +1,260 @@
+"""The verdict of a chaos run: what clients were told against what the system holds.
+
+Read only through the services' public APIs and Kafka's own offsets, as an auditor would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+
+from shop_devstack.chaos.load import Ledger
+from shop_devstack.stack import SERVICES, Stack
+
+CONSUMER_GROUPS = ("shop-inventory", "shop-notifier")
+CONFIRMED = orders_pb2.ORDER_STATUS_CONFIRMED
+CANCELLED = orders_pb2.ORDER_STATUS_CANCELLED
+KIND_CONFIRMED = notifier_pb2.NOTIFICATION_KIND_ORDER_CONFIRMED
+KIND_CANCELLED = notifier_pb2.NOTIFICATION_KIND_ORDER_CANCELLED
+SHOWN = 5  # breaches listed per check; all are counted
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool = True
+    detail: str = ""
+    breaches: list[str] = field(default_factory=list)
+
+    def breach(self, what: str) -> None:
+        self.ok = False
+        self.breaches.append(what)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "breaches": len(self.breaches),
+            "examples": self.breaches[:SHOWN],
+        }
+
+
+@dataclass
+class Backlog:
+    consumer_lag: dict[str, int]  # "group topic[partition]" -> messages not committed
+    outbox: dict[str, float]  # replica -> unsent rows
+    dead_letters: dict[str, int]  # dlq topic -> records
+
+    @property
+    def settled(self) -> bool:
+        return (
+            not any(self.consumer_lag.values())
+            and not any(self.outbox.values())
+            and not any(self.dead_letters.values())
+        )
+
+
+async def backlog(stack: Stack) -> Backlog:
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        topics = {t for t in await consumer.topics() if t.startswith("shop.")}
+        partitions = {
+            t: [TopicPartition(t, p) for p in consumer.partitions_for_topic(t) or ()]
+            for t in topics
+        }
+        every = [tp for tps in partitions.values() for tp in tps]
+        ends = await consumer.end_offsets(every)
+        starts = await consumer.beginning_offsets(every)
+        lag: dict[str, int] = {}
+        for group in CONSUMER_GROUPS:
+            committed = await admin.list_consumer_group_offsets(group)
+            for topic in sorted({tp.topic for tp in committed}):
+                for tp in partitions.get(topic, []):
+                    done = committed[tp].offset if tp in committed else starts[tp]
+                    lag[f"{group} {topic}[{tp.partition}]"] = max(ends[tp] - max(done, 0), 0)
+        dead = {
+            t: sum(ends[tp] - starts[tp] for tp in partitions[t])
+            for t in sorted(topics)
+            if t.endswith(".dlq")
+        }
+    finally:
+        await admin.close()
+        await consumer.stop()
+    outbox = {}
+    for name in SERVICES:
+        for replica in stack.replicas:
+            metrics_port = stack.ports.replica(name, replica)[1]
+            value = await asyncio.to_thread(_gauge, metrics_port, "shop_outbox_backlog")
+            if value is not None:
+                outbox[stack.topology.instance_name(name, replica)] = value
+    return Backlog(lag, outbox, dead)
+
+
+def _gauge(port: int, metric: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(metric + " "):
+                return float(line.split()[1])
+    return None
+
+
+async def settle(stack: Stack, within: float) -> tuple[Check, float | None]:
+    """Wait until nothing is left in flight: consumer lag 0, outbox 0, DLQ empty."""
+    check = Check(f"settled within {within:.0f} s of the last fault")
+    started = time.monotonic()
+    last: Backlog | None = None
+    while time.monotonic() - started < within:
+        try:
+            last = await backlog(stack)
+        except Exception as exc:  # a replica still restarting: try again
+            check.detail = f"not measurable yet: {exc!r}"
+        else:
+            if last.settled:
+                seconds = time.monotonic() - started
+                check.detail = f"lag 0, outbox 0, DLQ empty after {seconds:.1f} s"
+                return check, seconds
+        await asyncio.sleep(1.0)
+    if last is not None:
+        for where, lag in last.consumer_lag.items():
+            if lag:
+                check.breach(f"consumer lag {lag} on {where}")
+        for replica, rows in last.outbox.items():
+            if rows:
+                check.breach(f"{replica}: {rows:.0f} outbox rows unsent")
+        for topic, records in last.dead_letters.items():
+            if records:
+                check.breach(f"{records} dead letters in {topic}")
+    else:
+        check.breach(check.detail)
+    return check, None
+
+
+async def audit(
+    stack: Stack, ledger: Ledger, initial: dict[str, inventory_pb2.StockLevel]
+) -> list[Check]:
+    async with (
+        grpc.aio.insecure_channel(stack.grpc_target("orders")) as orders_channel,
+        grpc.aio.insecure_channel(stack.grpc_target("inventory")) as inventory_channel,
+        grpc.aio.insecure_channel(stack.grpc_target("notifier")) as notifier_channel,
+    ):
+        orders = orders_pb2_grpc.OrderServiceStub(orders_channel)
+        inventory = inventory_pb2_grpc.InventoryServiceStub(inventory_channel)
+        notifier = notifier_pb2_grpc.NotifierServiceStub(notifier_channel)
+        held = await _all_orders(orders, sorted(ledger.customers))
+        return [
+            _orders_kept(ledger, held),
+            await _notified_once(notifier, sorted(ledger.customers), held),
+            await _stock_adds_up(inventory, initial, held),
+        ]
+
+
+async def _all_orders(
+    orders: orders_pb2_grpc.OrderServiceAsyncStub, customers: list[str]
+) -> dict[str, orders_pb2.Order]:
+    found: dict[str, orders_pb2.Order] = {}
+    for customer in customers:
+        token = ""
+        while True:
+            reply = await orders.ListOrders(
+                orders_pb2.ListOrdersRequest(customer_id=customer, page_size=500, page_token=token),
+                timeout=10,
+            )
+            found.update({order.order_id: order for order in reply.orders})
+            if not (token := reply.next_page_token):
+                break
+    return found
+
+
+def _orders_kept(ledger: Ledger, held: dict[str, orders_pb2.Order]) -> Check:
+    check = Check("every order answered OK is kept, with its items and total")
+    for acked in ledger.acked.values():
+        order = held.get(acked.order_id)
+        if order is None:
+            check.breach(f"{acked.order_id} was answered OK and is gone")
+            continue
+        items = {item.sku: item.quantity for item in order.items}
+        if items != acked.items or order.total_cents != acked.total_cents:
+            check.breach(
+                f"{acked.order_id}: holds {items} for {order.total_cents},"
+                f" answered {acked.items} for {acked.total_cents}"
+            )
+        if acked.cancelled and order.status != CANCELLED:
+            check.breach(f"{acked.order_id}: cancel answered OK, status {order.status}")
+        if not acked.cancel_sent and order.status != CONFIRMED:
+            check.breach(f"{acked.order_id}: never cancelled, status {order.status}")
+    unknown = len(set(held) - set(ledger.acked))
+    check.detail = f"{len(ledger.acked)} acknowledged, {len(held)} held" + (
+        f" ({unknown} whose answer the client never got)" if unknown else ""
+    )
+    return check
+
+
+async def _notified_once(
+    notifier: notifier_pb2_grpc.NotifierServiceAsyncStub,
+    customers: list[str],
+    held: dict[str, orders_pb2.Order],
+) -> Check:
+    check = Check("every confirmed order notified once, every cancelled one once more")
+    kinds: collections.Counter[tuple[str, int]] = collections.Counter()
+    for customer in customers:
+        token = ""
+        while True:
+            reply = await notifier.ListNotifications(
+                notifier_pb2.ListNotificationsRequest(
+                    customer_id=customer, page_size=500, page_token=token
+                ),
+                timeout=10,
+            )
+            kinds.update((n.order_id, n.kind) for n in reply.notifications)
+            if not (token := reply.next_page_token):
+                break
+    for order_id, order in held.items():
+        want = {KIND_CONFIRMED: 1, KIND_CANCELLED: 1 if order.status == CANCELLED else 0}
+        for kind, count in want.items():
+            got = kinds[(order_id, kind)]
+            if got != count:
+                what = "lost" if got < count else "duplicated"
+                name = notifier_pb2.NotificationKind.Name(kind)
+                check.breach(f"{order_id}: {got} x {name}, expected {count} ({what})")
+    check.detail = f"{sum(kinds.values())} notifications for {len(held)} orders"
+    return check
+
+
+async def _stock_adds_up(
+    inventory: inventory_pb2_grpc.InventoryServiceAsyncStub,
+    initial: dict[str, inventory_pb2.StockLevel],
+    held: dict[str, orders_pb2.Order],
+) -> Check:
+    check = Check("stock adds up: initial - reserved by confirmed orders = available")
+    live: collections.Counter[str] = collections.Counter()
+    for order in held.values():
+        if order.status == CONFIRMED:
+            live.update({item.sku: item.quantity for item in order.items})
+    for sku, before in initial.items():
+        now = await inventory.GetStock(inventory_pb2.GetStockRequest(sku=sku), timeout=10)
+        if now.available != before.available - live[sku]:
+            check.breach(
+                f"{sku}: available {now.available}, expected {before.available} - {live[sku]}"
+            )
+        if now.reserved != before.reserved + live[sku]:
+            check.breach(
+                f"{sku}: reserved {now.reserved}, expected {before.reserved} + {live[sku]}"
+                " (a reservation without a confirmed order, or one missing)"
+            )
+    check.detail = f"{len(initial)} SKUs, {sum(live.values())} units held by confirmed orders"
+    return check
