@@ -54,6 +54,9 @@ class ProcessSpec:
     cwd: Path | None = None
     start_timeout: float = 90.0
     stop_timeout: float = 20.0
+    user: str | None = None  # run as this user (we are root)
+    stop_signal: signal.Signals = signal.SIGTERM
+    signal_group: bool = True  # False: the stop signal goes to the process alone
 
 
 class Process:
@@ -110,6 +113,9 @@ class Process:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            user=self.spec.user,
+            group=self.spec.user,
+            extra_groups=[] if self.spec.user else None,
         )
         self._pump = asyncio.create_task(self._copy_output())
 
@@ -161,7 +167,10 @@ class Process:
             await self._finish_pump()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            if self.spec.signal_group:
+                os.killpg(self.proc.pid, self.spec.stop_signal)
+            else:
+                os.kill(self.proc.pid, self.spec.stop_signal)
             os.killpg(self.proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) one must wake to exit
         try:
             await asyncio.wait_for(self.proc.wait(), self.spec.stop_timeout)

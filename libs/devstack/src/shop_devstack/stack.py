@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import urllib.request
@@ -359,8 +360,9 @@ class Stack:
             )
         return ProcessSpec(
             name="postgres",
+            # The server itself, as the `postgres` user when we are root: not under runuser,
+            # which answers a SIGTERM by killing its child 2 s later — a crash.
             argv=[
-                *as_user,
                 str(bin_dir / "postgres"),
                 "-D",
                 str(data),
@@ -370,10 +372,10 @@ class Stack:
                 str(port),
                 "-k",
                 str(home),
+                # Fast to test on, and still keeps every commit if the server crashes; only a
+                # crash of the machine could lose data (no fsync).
                 "-c",
                 "fsync=off",
-                "-c",
-                "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
                 "-c",
@@ -381,6 +383,11 @@ class Stack:
             ],
             ready=lambda: _postgres_ready(port),
             ports={"postgres": port},
+            user="postgres" if as_user else None,
+            # PostgreSQL's "fast" shutdown, sent to the postmaster alone: clients are
+            # disconnected, a checkpoint is written, the server exits.
+            stop_signal=signal.SIGINT,
+            signal_group=False,
             start_timeout=30,
         )
 

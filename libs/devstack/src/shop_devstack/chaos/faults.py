@@ -31,6 +31,8 @@ class FaultRecord:
     injected_at: float  # seconds since the load started
     lifted_at: float = 0.0  # the fault is over (the process killed, the outage ended)
     recovered_at: float | None = None  # every process serves and a new order went through
+    errors_before: int = 0
+    client_errors: int = 0  # error answers from the fault until recovery (retried ones too)
 
     @property
     def recovery_seconds(self) -> float | None:
@@ -50,7 +52,7 @@ class Chaos:
         return time.monotonic() - self.started
 
     async def inject(self, name: str, action: Callable[[], Awaitable[list[Process]]]) -> None:
-        record = FaultRecord(name, injected_at=self.now())
+        record = FaultRecord(name, injected_at=self.now(), errors_before=self.ledger.errors())
         self.records.append(record)
         self.say(f"[chaos] {record.injected_at:6.1f} s  {name}")
         affected = await action()
@@ -70,7 +72,11 @@ class Chaos:
         while time.monotonic() < deadline:
             if (ok := self.ledger.first_ok_after(serving)) is not None:
                 record.recovered_at = ok - self.started
-                self.say(f"[chaos]          recovered in {record.recovery_seconds:.1f} s")
+                record.client_errors = self.ledger.errors() - record.errors_before
+                self.say(
+                    f"[chaos]          recovered in {record.recovery_seconds:.1f} s,"
+                    f" {record.client_errors} error answers meanwhile"
+                )
                 return
             await asyncio.sleep(0.1)
 

@@ -47,6 +47,9 @@ class Ledger:
     def count(self, rpc: str, code: grpc.StatusCode) -> None:
         self.answers[f"{rpc} {code.name}"] += 1
 
+    def errors(self) -> int:
+        return sum(n for answer, n in self.answers.items() if not answer.endswith(" OK"))
+
     def first_ok_after(self, moment: float) -> float | None:
         return next((t for t in self.ok_times if t > moment), None)
 

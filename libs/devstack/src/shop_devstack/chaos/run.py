@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -113,6 +112,7 @@ def _report(
                 "recovery_seconds": (
                     None if record.recovery_seconds is None else round(record.recovery_seconds, 1)
                 ),
+                "client_errors": record.client_errors,
             }
             for record in runner.records
         ],
@@ -123,11 +123,16 @@ def _report(
 
 def _print(report: dict[str, Any], path: Path) -> None:
     say("")
-    say(f"{'fault':<72} {'at':>7} {'recovery':>9}")
+    say(f"{'fault':<72} {'at':>7} {'recovery':>9} {'errors':>7}")
     for fault in report["faults"]:
         recovery = fault["recovery_seconds"]
         shown = "never" if recovery is None else f"{recovery:.1f} s"
-        say(f"{fault['fault']:<72} {fault['at_seconds']:>5.1f} s {shown:>9}")
+        say(
+            f"{fault['fault']:<72} {fault['at_seconds']:>5.1f} s {shown:>9}"
+            f" {fault['client_errors']:>7}"
+        )
+    say("recovery: from the fault's end until the process serves again and a new order goes")
+    say("through at the first attempt; errors: answers the client retried meanwhile")
     requests = report["requests"]
     say("")
     say(
@@ -161,8 +166,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.rate <= 200 or not 1 <= args.gap <= 120:
         parser.error("--rate must be in (0, 200] and --gap in [1, 120]")
-    # Starting processes forks beside gRPC's threads; its notice of that is noise here.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     started = time.monotonic()
     code = asyncio.run(chaos(args.topology, args.rate, args.gap, repo_root() / "var" / "chaos"))
     say(f"[chaos] done in {time.monotonic() - started:.0f} s")
