@@ -240,15 +240,3 @@ def _record_delivery(processed: Table, dialect: str) -> Insert:
     # Both databases spell it INSERT ... ON CONFLICT DO NOTHING; SQLAlchemy builds it per dialect.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(processed).on_conflict_do_nothing()
-
-
-def create_processed_events_table() -> None:
-    """Alembic operation creating the processed_events table in a service's database."""
-    import sqlalchemy as sa
-    from alembic import op
-
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.String(36), primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-    )
