@@ -20,7 +20,7 @@ import structlog
 from faust.types import EventT, TopicT
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Column, DateTime, Insert, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Index, Insert, MetaData, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -219,6 +219,8 @@ def processed_events_table(metadata: MetaData) -> Table:
         metadata,
         Column("event_id", String(36), primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False),
+        # The pruner deletes the oldest records (shop_chassis.retention).
+        Index("ix_processed_events_processed_at", "processed_at"),
     )
 
 

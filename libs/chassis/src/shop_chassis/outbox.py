@@ -78,6 +78,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("trace_context", JSON, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
+        # The relay's unsent rows (sent_at NULL) in id order; the pruner's oldest sent rows.
         Index("ix_outbox_unsent", "sent_at", "id"),
     )
 
