@@ -236,7 +236,7 @@ async def test_under_steady_writes_the_tables_stay_bounded(database: Database) -
     finally:
         await pruner.stop()
 
-    assert written >= 1000, "too few rows written for the check to mean anything"
+    assert written >= 500, "too few rows written for the check to mean anything"
     # Nothing outlives its retention by more than a round and some scheduling slack, so the
     # tables hold about a retention's worth of rows however long the writes go on.
     assert oldest_age < keep_for + timedelta(seconds=interval + 1.0)
