@@ -1,5 +1,6 @@
 """Session fixtures shared by every test folder: a private, real Kafka and Jaeger, and the
-three services running against them as real processes.
+three services running against them as real processes; a real PostgreSQL and empty databases
+of each kind; the comparison of a migrated schema with the code's metadata.
 
 Integration tests never touch `make run`'s stack: they use free ports and var/test/.
 """
@@ -7,17 +8,25 @@ Integration tests never touch `make run`'s stack: they use free ports and var/te
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from shop_chassis.db import default_url
 from shop_devstack.procs import free_port
 from shop_devstack.stack import SERVICES, Ports, Stack, Supervisor
+from sqlalchemy import CheckConstraint, MetaData, create_engine, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).parent
 
@@ -82,3 +91,57 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_
     finally:
         await connection.close()
     return f"postgresql+asyncpg://postgres@127.0.0.1:{postgres_port}/{name}"
+
+
+SchemaDifferences = Callable[[str, MetaData], Awaitable[list[Any]]]
+
+
+@pytest.fixture
+def schema_differences() -> SchemaDifferences:
+    """What the database at a URL lacks or has beyond `metadata` (empty when they agree).
+
+    Alembic's autogenerate comparison (tables, columns, types, nullability, indexes, unique
+    and foreign keys), plus the CHECK constraints, by name and expression, which
+    autogenerate does not compare. Server defaults are not compared: the schema has none.
+    """
+
+    async def differences(url: str, metadata: MetaData) -> list[Any]:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, poolclass=NullPool)
+            try:
+                with engine.connect() as connection:
+                    return _schema_differences(connection, metadata)
+            finally:
+                engine.dispose()
+        async_engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with async_engine.connect() as connection:
+                return await connection.run_sync(_schema_differences, metadata)
+        finally:
+            await async_engine.dispose()
+
+    return differences
+
+
+def _schema_differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    found: list[Any] = list(compare_metadata(context, metadata))
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        declared = {
+            (check.name, _expression(str(check.sqltext)))
+            for check in table.constraints
+            if isinstance(check, CheckConstraint)
+        }
+        migrated = {
+            (check["name"], _expression(check["sqltext"]))
+            for check in inspector.get_check_constraints(table.name)
+        }
+        if declared != migrated:
+            found.append(("check_constraints", table.name, sorted(declared), sorted(migrated)))
+    return found
+
+
+def _expression(sql: str) -> str:
+    # PostgreSQL hands back `(available >= 0)` for `available >= 0`.
+    return re.sub(r"[\s()]", "", sql)

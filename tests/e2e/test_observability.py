@@ -240,6 +240,23 @@ async def test_consumer_lag_and_outbox_backlog_return_to_zero(stack: Stack, shop
     assert value(stack, "orders", "shop_orders_total", status="confirmed") >= 1
 
 
+async def test_each_service_prunes_the_bookkeeping_tables_it_has(
+    stack: Stack, services: dict[str, str]
+) -> None:
+    pruned = {
+        service: {
+            dict(labels)["table"] for labels in samples(stack, service, "shop_pruned_rows_total")
+        }
+        for service in services
+    }
+
+    assert pruned == {
+        "orders": {"outbox"},
+        "inventory": {"outbox", "processed_events"},
+        "notifier": {"processed_events"},
+    }
+
+
 def prometheus_query(stack: Stack, query: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{stack.ports.prometheus}/api/v1/query?" + urllib.parse.urlencode(
         {"query": query}

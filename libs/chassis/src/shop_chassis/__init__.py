@@ -13,5 +13,6 @@ kafka        - the Faust app, topic declarations, consumer lag, rebalances
 db           - the async SQLAlchemy database, Alembic migrations, SQLite write ordering
 outbox       - transactional outbox table, staging events, the relay to Kafka
 events       - consuming protobuf events: dedupe, retries, dead letters
+retention    - pruning sent outbox rows and old dedupe records on a schedule
 service      - `run_service`, which wires all of the above for one service process
 """

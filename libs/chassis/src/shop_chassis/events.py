@@ -20,7 +20,7 @@ import structlog
 from faust.types import EventT, TopicT
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Column, DateTime, Insert, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Index, Insert, MetaData, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -219,6 +219,8 @@ def processed_events_table(metadata: MetaData) -> Table:
         metadata,
         Column("event_id", String(36), primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False),
+        # The pruner deletes the oldest records (shop_chassis.retention).
+        Index("ix_processed_events_processed_at", "processed_at"),
     )
 
 
@@ -240,15 +242,3 @@ def _record_delivery(processed: Table, dialect: str) -> Insert:
     # Both databases spell it INSERT ... ON CONFLICT DO NOTHING; SQLAlchemy builds it per dialect.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(processed).on_conflict_do_nothing()
-
-
-def create_processed_events_table() -> None:
-    """Alembic operation creating the processed_events table in a service's database."""
-    import sqlalchemy as sa
-    from alembic import op
-
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.String(36), primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-    )

@@ -78,6 +78,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("trace_context", JSON, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
+        # The relay's unsent rows (sent_at NULL) in id order; the pruner's oldest sent rows.
         Index("ix_outbox_unsent", "sent_at", "id"),
     )
 
@@ -288,23 +289,3 @@ class OutboxRelay(Service):
             log.warning("outbox_mark_failed", error=repr(exc), rows=len(ids))
         finally:
             self._being_marked.difference_update(ids)
-
-
-def create_outbox_table() -> None:
-    """Alembic operation creating the outbox table (schema version 1) in a service's database."""
-    import sqlalchemy as sa
-    from alembic import op
-
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-        sa.Column("topic", sa.String(200), nullable=False),
-        sa.Column("key", sa.String(200), nullable=False),
-        sa.Column("event_type", sa.String(100), nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("trace_context", sa.JSON, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    )
-    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "id"])

@@ -44,7 +44,8 @@ class ServiceParts:
     grpc_registrars: Sequence[Registrar]
     topics: Sequence[TopicT]
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
-    # Started after the topics are declared and before the gRPC server (e.g. the outbox relay).
+    # Started after the topics are declared and before the gRPC server (e.g. the outbox relay
+    # and the pruner).
     background: Sequence[ServiceT] = field(default_factory=list)
     # Called when the gRPC server starts stopping, before in-flight calls get their grace.
     on_grpc_stopping: Sequence[Callable[[], None]] = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_GRPC_PORTS = {"orders": 50051, "inventory": 50052, "notifier": 50053}
@@ -61,6 +62,34 @@ class Env:
         return self.integer(name, default, minimum=1, maximum=65535)
 
 
+_DAY = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long rows kept only for bookkeeping live, and how often the pruner looks for them.
+
+    Dedupe records must outlive the longest time an event can be delivered again: with this
+    project's broker settings, up to 8 days after it was written (README, "Bounded data").
+    """
+
+    sent_outbox_rows: timedelta
+    processed_events: timedelta
+    prune_interval_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Env) -> Retention:
+        return cls(
+            sent_outbox_rows=timedelta(seconds=env.integer("OUTBOX_RETENTION_SECONDS", 7 * _DAY)),
+            processed_events=timedelta(
+                seconds=env.integer("PROCESSED_EVENTS_RETENTION_SECONDS", 14 * _DAY, minimum=1)
+            ),
+            prune_interval_seconds=env.integer(
+                "PRUNE_INTERVAL_SECONDS", 300, minimum=1, maximum=_DAY
+            ),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """What the chassis needs to run one service process."""
@@ -77,6 +106,7 @@ class ServiceSettings:
     log_level: str
     log_format: str  # "json", "console" or "auto" (console on a TTY)
     shutdown_grace_seconds: float
+    retention: Retention
 
     @property
     def grpc_address(self) -> str:
@@ -116,4 +146,5 @@ class ServiceSettings:
             log_level=log_level,
             log_format=log_format,
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10.0),
+            retention=Retention.from_env(env),
         )

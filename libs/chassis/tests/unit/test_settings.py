@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,27 @@ def test_each_service_reads_its_own_port_variables() -> None:
     assert ServiceSettings.from_env("notifier", environ).grpc_port == 50053
 
 
+def test_dedupe_records_outlive_kafkas_redelivery_window_by_default() -> None:
+    retention = ServiceSettings.from_env("inventory", environ={}).retention
+    # A record written up to log.roll.hours (168) + log.retention.hours (24) ago can still be
+    # delivered again (README, "Bounded data").
+    assert retention.processed_events > timedelta(hours=168 + 24)
+    assert retention.sent_outbox_rows == timedelta(days=7)
+    assert retention.prune_interval_seconds == 300
+
+
+def test_retention_is_read_from_its_variables() -> None:
+    environ = {
+        "OUTBOX_RETENTION_SECONDS": "3600",
+        "PROCESSED_EVENTS_RETENTION_SECONDS": "864000",
+        "PRUNE_INTERVAL_SECONDS": "60",
+    }
+    retention = ServiceSettings.from_env("orders", environ).retention
+    assert retention.sent_outbox_rows == timedelta(hours=1)
+    assert retention.processed_events == timedelta(days=10)
+    assert retention.prune_interval_seconds == 60
+
+
 def test_data_dir_is_the_services_own_folder_under_var() -> None:
     settings = ServiceSettings.from_env("notifier", {"SHOP_VAR_DIR": "/srv/shop"})
     assert settings.data_dir == Path("/srv/shop/notifier")
@@ -33,6 +55,9 @@ def test_data_dir_is_the_services_own_folder_under_var() -> None:
         ({"KAFKA_BOOTSTRAP_SERVERS": " "}, "KAFKA_BOOTSTRAP_SERVERS"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"SHUTDOWN_GRACE_SECONDS": "soon"}, "SHUTDOWN_GRACE_SECONDS"),
+        ({"OUTBOX_RETENTION_SECONDS": "7d"}, "OUTBOX_RETENTION_SECONDS"),
+        ({"PROCESSED_EVENTS_RETENTION_SECONDS": "0"}, "PROCESSED_EVENTS_RETENTION_SECONDS"),
+        ({"PRUNE_INTERVAL_SECONDS": "-5"}, "PRUNE_INTERVAL_SECONDS"),
     ],
 )
 def test_a_malformed_variable_fails_fast_and_is_named(environ: dict[str, str], named: str) -> None:

@@ -1,4 +1,4 @@
-"""Wires the inventory service: database, outbox relay, gRPC API and Kafka agents."""
+"""Wires the inventory service: database, outbox relay and pruner, gRPC API, Kafka agents."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.events import subscribe
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.outbox import OutboxRelay
+from shop_chassis.retention import Pruner
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import Env, ServiceSettings
 
 from inventory.adapters.repository import SqlUnitOfWork
-from inventory.adapters.tables import outbox
+from inventory.adapters.tables import outbox, processed_events
 from inventory.entrypoints.events import order_event_handlers
 from inventory.entrypoints.grpc_api import InventoryServicer
 from inventory.service_layer.stock import StockService
@@ -48,5 +49,9 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         ],
         grpc_registrars=[register],
         topics=[declare_topic(app, settings, INVENTORY_TOPIC), orders_topic, dead_letters],
-        background=[DatabaseLifecycle(database), relay],
+        background=[
+            DatabaseLifecycle(database),
+            relay,
+            Pruner(database, settings.retention, outbox=outbox, processed_events=processed_events),
+        ],
     )

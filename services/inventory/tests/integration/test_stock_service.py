@@ -53,8 +53,25 @@ def new_id() -> str:
 
 async def test_the_seed_catalog_is_loaded_on_first_start(stock: StockService) -> None:
     products = await stock.list_products(100, None)
-    assert len(products) >= 5
-    assert (await stock.get_stock("LAST-ONE")).available == 1
+
+    # The seed migration is frozen: every database starts with exactly these.
+    assert [(p.sku, p.name, p.price_cents) for p in products] == [
+        ("BOOK-DDIA", "Designing Data-Intensive Applications", 4500),
+        ("LAMP-DESK", "Desk lamp", 3900),
+        ("LAST-ONE", "Signed poster (one left)", 9900),
+        ("MUG-001", "Enamel camping mug", 1200),
+        ("SOCKS-3P", "Wool socks, 3 pairs", 1800),
+        ("TEE-BLK-M", "Black T-shirt, M", 2500),
+    ]
+    levels = [await stock.get_stock(p.sku) for p in products]
+    assert [(level.available, level.reserved) for level in levels] == [
+        (20, 0),
+        (8, 0),
+        (1, 0),
+        (100, 0),
+        (200, 0),
+        (50, 0),
+    ]
 
 
 async def test_products_are_listed_by_sku_page_by_page(stock: StockService) -> None:

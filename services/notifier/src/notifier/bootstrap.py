@@ -1,4 +1,4 @@
-"""Wires the notifier service: database, Kafka agents, broadcaster and gRPC API."""
+"""Wires the notifier service: database and pruner, Kafka agents, broadcaster and gRPC API."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.events import subscribe
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, ShopApp, declare_topic
+from shop_chassis.retention import Pruner
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import Env, ServiceSettings
 
 from notifier.adapters.broadcast import Broadcaster
 from notifier.adapters.repository import SqlUnitOfWork
+from notifier.adapters.tables import processed_events
 from notifier.entrypoints.events import inventory_event_handlers, order_event_handlers
 from notifier.entrypoints.grpc_api import NotifierServicer
 from notifier.service_layer.notifications import Notifications
@@ -45,6 +47,9 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         grpc_service_names=[notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name],
         grpc_registrars=[register],
         topics=[orders_topic, inventory_topic, orders_dlq, inventory_dlq],
-        background=[DatabaseLifecycle(database)],
+        background=[
+            DatabaseLifecycle(database),
+            Pruner(database, settings.retention, processed_events=processed_events),
+        ],
         on_grpc_stopping=[broadcaster.close],
     )

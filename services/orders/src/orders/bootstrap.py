@@ -1,4 +1,4 @@
-"""Wires the orders service: database, outbox relay, inventory client and gRPC API."""
+"""Wires the orders service: database, outbox relay and pruner, inventory client, gRPC API."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.kafka import ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.outbox import OutboxRelay
+from shop_chassis.retention import Pruner
 from shop_chassis.service import ServiceParts
 from shop_chassis.settings import DEFAULT_GRPC_PORTS, Env, ServiceSettings
 
@@ -44,5 +45,10 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
         grpc_service_names=[orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name],
         grpc_registrars=[register],
         topics=[declare_topic(app, settings, ORDERS_TOPIC)],
-        background=[DatabaseLifecycle(database), relay, inventory],
+        background=[
+            DatabaseLifecycle(database),
+            relay,
+            Pruner(database, settings.retention, outbox=outbox),
+            inventory,
+        ],
     )

@@ -2,7 +2,16 @@
 
 from shop_chassis.events import processed_events_table
 from shop_chassis.outbox import outbox_table
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 
 metadata = MetaData()
 
@@ -14,6 +23,9 @@ products = Table(
     Column("price_cents", Integer, nullable=False),
     Column("available", Integer, nullable=False),
     Column("reserved", Integer, nullable=False, default=0),
+    # The last line of defence under the conditional updates: stock never goes negative.
+    CheckConstraint("available >= 0", name="ck_products_available_not_negative"),
+    CheckConstraint("reserved >= 0", name="ck_products_reserved_not_negative"),
 )
 
 reservations = Table(

@@ -1,7 +1,7 @@
 """The notifier database schema (SQLAlchemy Core); migrations/ creates it."""
 
 from shop_chassis.events import processed_events_table
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -16,6 +16,9 @@ notifications = Table(
     Column("message", Text, nullable=False),
     Column("source_event_id", String(36), nullable=False, unique=True),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    # A customer's or an order's notifications, newest first (ListNotifications).
+    Index("ix_notifications_customer", "customer_id", "seq"),
+    Index("ix_notifications_order", "order_id", "seq"),
 )
 
 processed_events = processed_events_table(metadata)

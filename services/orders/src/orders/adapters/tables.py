@@ -1,7 +1,7 @@
 """The orders database schema (SQLAlchemy Core); migrations/ creates it."""
 
 from shop_chassis.outbox import outbox_table
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -11,7 +11,7 @@ orders = Table(
     # seq orders "newest first" listings and keys their page tokens.
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("order_id", String(36), nullable=False, unique=True),
-    Column("customer_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("total_cents", Integer, nullable=False),
     Column("cancel_reason", String(500), nullable=False, default=""),
@@ -19,6 +19,8 @@ orders = Table(
     Column("request_fingerprint", String(64), nullable=True),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
+    # A customer's orders, newest first (ListOrders).
+    Index("ix_orders_customer_id", "customer_id", "seq"),
 )
 
 order_lines = Table(

@@ -6,8 +6,6 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-from shop_chassis.events import create_processed_events_table
-from shop_chassis.outbox import create_outbox_table
 
 revision = "0001"
 down_revision = None
@@ -42,8 +40,24 @@ def upgrade() -> None:
         sa.Column("quantity", sa.Integer, nullable=False),
         sa.Column("unit_price_cents", sa.Integer, nullable=False),
     )
-    create_outbox_table()
-    create_processed_events_table()
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("trace_context", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "id"])
+    op.create_table(
+        "processed_events",
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:

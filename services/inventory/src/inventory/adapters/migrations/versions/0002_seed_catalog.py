@@ -1,11 +1,11 @@
-"""Load the seed catalog (inventory/catalog.toml) on first start.
+"""The seed catalog, loaded on first start.
+
+Frozen: the rows are written out here, so this revision inserts the same catalog into every
+database whenever it runs. A change to the catalog is a new revision.
 
 Revision ID: 0002
 Revises: 0001
 """
-
-import tomllib
-from importlib.resources import files
 
 import sqlalchemy as sa
 from alembic import op
@@ -24,20 +24,23 @@ products = sa.table(
     sa.column("reserved", sa.Integer),
 )
 
+# sku, name, price in cents, stock
+CATALOG = [
+    ("MUG-001", "Enamel camping mug", 1200, 100),
+    ("TEE-BLK-M", "Black T-shirt, M", 2500, 50),
+    ("SOCKS-3P", "Wool socks, 3 pairs", 1800, 200),
+    ("BOOK-DDIA", "Designing Data-Intensive Applications", 4500, 20),
+    ("LAMP-DESK", "Desk lamp", 3900, 8),
+    ("LAST-ONE", "Signed poster (one left)", 9900, 1),
+]
+
 
 def upgrade() -> None:
-    catalog = tomllib.loads(files("inventory").joinpath("catalog.toml").read_text())
     op.bulk_insert(
         products,
         [
-            {
-                "sku": p["sku"],
-                "name": p["name"],
-                "price_cents": p["price_cents"],
-                "available": p["stock"],
-                "reserved": 0,
-            }
-            for p in catalog["products"]
+            {"sku": sku, "name": name, "price_cents": price, "available": stock, "reserved": 0}
+            for sku, name, price, stock in CATALOG
         ],
     )
 

@@ -6,7 +6,6 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-from shop_chassis.events import create_processed_events_table
 
 revision = "0001"
 down_revision = None
@@ -28,7 +27,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_notifications_customer", "notifications", ["customer_id", "seq"])
     op.create_index("ix_notifications_order", "notifications", ["order_id", "seq"])
-    create_processed_events_table()
+    op.create_table(
+        "processed_events",
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
