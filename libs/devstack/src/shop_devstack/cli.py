@@ -79,8 +79,8 @@ def _banner(stack: Stack, seconds: float) -> str:
         infra.append(f"  postgres    {stack.database_url('<service>')}")
     lines = [
         "",
-        f"shop ({topology.name}) is up in {seconds:.1f} s — Ctrl-C stops everything."
-        " A process that dies is restarted.",
+        f"shop is up in {seconds:.1f} s{' as a cluster' if topology.replicas > 1 else ''}"
+        " — Ctrl-C stops everything; a process that dies is restarted.",
         "",
         *_service_lines(stack),
         *infra,

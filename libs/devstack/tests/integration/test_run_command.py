@@ -81,7 +81,30 @@ def running() -> Iterator[tuple[subprocess.Popen[str], dict[str, str], list[str]
             os.killpg(first.pid, signal.SIGKILL)
 
 
-def test_run_comes_up_refuses_a_second_run_and_stops_everything_on_ctrl_c(
+def service_pid(name: str) -> int:
+    """The pid of this test's `name` service (not one of another stack on the machine)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            cmdline[-3:] == [b"-m", name.encode(), b""]
+            and f"SHOP_VAR_DIR={VAR}".encode() in environ
+        ):
+            return int(proc.name)
+    raise LookupError(f"no {name} process of this test's stack")
+
+
+def wait_for_line(output: list[str], text: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not any(text in line for line in output):
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{''.join(output)[-3000:]}"
+        time.sleep(0.2)
+
+
+def test_run_comes_up_refuses_a_second_run_restarts_a_killed_service_and_stops_on_ctrl_c(
     running: tuple[subprocess.Popen[str], dict[str, str], list[str]],
 ) -> None:
     first, env, output = running
@@ -103,6 +126,11 @@ def test_run_comes_up_refuses_a_second_run_and_stops_everything_on_ctrl_c(
     assert second.returncode == 1
     assert "already in use" in second.stderr and "port " in second.stderr
 
+    os.kill(service_pid("orders"), signal.SIGKILL)
+    wait_for_line(output, "[supervisor] orders exited with code -9; restart 1 in 1 s", 10)
+    wait_for_line(output, "[supervisor] orders is back", 90)
+
     os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
     assert first.wait(timeout=90) == 0
+    wait_for_line(output, "[run] restarts: orders 1", 5)
     assert processes_using(VAR) == []
