@@ -634,13 +634,12 @@ class Supervisor:
         return process
 
     async def release(self, name: str) -> Process:
-        """Start a held process again, now, and wait until it is ready."""
+        """Start a held process again, now (`wait_ready` on it to know when it serves)."""
         process = self.get(name)
         process.held = False
         process.backoff = 0.0
         process.restarts += 1
         await process.start()
-        await process.wait_ready()
         return process
 
     def restarts(self) -> dict[str, int]:

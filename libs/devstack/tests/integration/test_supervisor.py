@@ -63,6 +63,7 @@ async def test_a_held_process_stays_down_until_released(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)  # past the first restart's 1 s backoff
         assert process.exited
         await supervisor.release("jaeger")
+        await process.wait_ready()
         assert not process.exited
     finally:
         stop.set()

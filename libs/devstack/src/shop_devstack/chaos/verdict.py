@@ -144,6 +144,20 @@ async def settle(stack: Stack, within: float) -> tuple[Check, float | None]:
     return check, None
 
 
+# Answers that mean "the server failed on this" rather than "try again" or "no": a fault
+# must surface as UNAVAILABLE (or a deadline), which a client knows how to handle.
+SERVER_FAILURES = ("UNKNOWN", "INTERNAL", "DATA_LOSS")
+
+
+def clear_answers(ledger: Ledger) -> Check:
+    check = Check("every error answer was one a client can act on (no UNKNOWN or INTERNAL)")
+    for answer, count in sorted(ledger.answers.items()):
+        if answer.split(" ")[-1] in SERVER_FAILURES:
+            check.breach(f"{count} x {answer}")
+    check.detail = f"{sum(ledger.answers.values())} answers, {ledger.errors()} of them errors"
+    return check
+
+
 async def audit(
     stack: Stack, ledger: Ledger, initial: dict[str, inventory_pb2.StockLevel]
 ) -> list[Check]:
@@ -157,6 +171,7 @@ async def audit(
         notifier = notifier_pb2_grpc.NotifierServiceStub(notifier_channel)
         held = await _all_orders(orders, sorted(ledger.customers))
         return [
+            clear_answers(ledger),
             _orders_kept(ledger, held),
             await _notified_once(notifier, sorted(ledger.customers), held),
             await _stock_adds_up(inventory, initial, held),
