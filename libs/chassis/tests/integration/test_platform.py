@@ -123,7 +123,7 @@ async def start_second(stack: Stack, name: str, **env: str) -> tuple[Process, st
             f"{prefix}_METRICS_PORT": str(free_port()),
             "OTEL_SDK_DISABLED": "true",
             "SHOP_VAR_DIR": str(stack.var_dir / f"second-{name}"),
-            "KAFKA_CONSUMER_GROUP": f"test-second-{name}",
+            f"{prefix}_KAFKA_CONSUMER_GROUP": f"test-second-{name}",
             **env,
         },
     )
