@@ -19,18 +19,13 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shop_chassis.db import DatabaseUnavailable
 from shop_chassis.interceptors import Context, HandlerWrappingInterceptor, ServerStream, Unary
 
 ERROR_DOMAIN = "shop.example"
 
 log = structlog.get_logger(__name__)
-
-# The database cannot be reached or stays locked: the call may succeed if retried. (A
-# refused PostgreSQL connection surfaces as the driver's OSError.)
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError)
 
 
 class ApiError(Exception):
@@ -137,8 +132,8 @@ class ErrorMappingInterceptor(HandlerWrappingInterceptor):
                 return await behavior(request, context)
             except ApiError as error:
                 await _abort(context, error)
-            except DATABASE_UNAVAILABLE as error:
-                log.error("database_unavailable", method=method, error=repr(error))
+            except DatabaseUnavailable as error:
+                log.error("database_unavailable", method=method, error=repr(error.__cause__))
                 await _abort(context, Unavailable("the database is unavailable; retry later"))
 
         return unary
@@ -150,8 +145,8 @@ class ErrorMappingInterceptor(HandlerWrappingInterceptor):
                     yield response
             except ApiError as error:
                 await _abort(context, error)
-            except DATABASE_UNAVAILABLE as error:
-                log.error("database_unavailable", method=method, error=repr(error))
+            except DatabaseUnavailable as error:
+                log.error("database_unavailable", method=method, error=repr(error.__cause__))
                 await _abort(context, Unavailable("the database is unavailable; retry later"))
 
         return server_stream

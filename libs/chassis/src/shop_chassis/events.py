@@ -24,7 +24,7 @@ from sqlalchemy import Column, DateTime, Insert, MetaData, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from shop_chassis.errors import DATABASE_UNAVAILABLE
+from shop_chassis.db import DatabaseUnavailable
 from shop_chassis.kafka import ShopApp, declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
@@ -79,10 +79,11 @@ class EventProcessor:
 
     - no handler for the event type: skipped;
     - undecodable, or the handler raises PoisonEvent: dead-lettered at once;
-    - the database or a peer is unreachable (`DATABASE_UNAVAILABLE`): retried with backoff
-      for as long as it takes — the partition waits, so order is kept and nothing is
-      dead-lettered because of an outage;
-    - any other error: retried `attempts` times, then dead-lettered.
+    - the database is unavailable (`DatabaseUnavailable`): retried with backoff for as long
+      as it takes — the partition waits, so order is kept and nothing is dead-lettered
+      because of an outage;
+    - any other error, a timeout or refused connection elsewhere included: retried
+      `attempts` times, then dead-lettered.
     """
 
     def __init__(
@@ -132,7 +133,7 @@ class EventProcessor:
                     await handler.handle(decoded, delivery)
             except PoisonEvent as exc:
                 return await self._dead_letter(event, event_type, "rejected", exc)
-            except DATABASE_UNAVAILABLE as exc:
+            except DatabaseUnavailable as exc:
                 failures += 1
                 delay = min(self.retry_delay * 2**failures, self.max_backoff)
                 log.warning("event_handling_waits", error=repr(exc), retry_in_seconds=delay)

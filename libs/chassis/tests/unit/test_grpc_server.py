@@ -12,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from shop_chassis.db import DatabaseUnavailable
 from shop_chassis.grpc import GrpcServerService
 from shop_devstack.procs import free_port
 from shop_devstack.testing import error_details
@@ -26,11 +27,14 @@ UNDECODABLE = {
 
 
 class Notifier(notifier_pb2_grpc.NotifierServiceServicer):
-    """Answers with what it was asked, so a test sees the request arrived decoded."""
+    """Answers with what it was asked, so a test sees the request arrived decoded; for
+    customer "db-down" its database is out of reach."""
 
     async def ListNotifications(
         self, request: notifier_pb2.ListNotificationsRequest, context: Any
     ) -> notifier_pb2.ListNotificationsResponse:
+        if request.customer_id == "db-down":
+            raise DatabaseUnavailable("the database is unavailable: ConnectionRefusedError()")
         return notifier_pb2.ListNotificationsResponse(next_page_token=request.customer_id)
 
     async def StreamNotifications(
@@ -152,3 +156,19 @@ async def test_valid_requests_still_reach_the_servicer_decoded(channel: grpc.aio
     assert listed.next_page_token == "alice"
     assert streamed.customer_id == "bob"
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_database_out_of_reach_is_unavailable_with_a_retry_delay(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = notifier_pb2_grpc.NotifierServiceStub(channel)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListNotifications(
+            notifier_pb2.ListNotificationsRequest(customer_id="db-down"), timeout=5
+        )
+
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert refused.value.details() == "the database is unavailable; retry later"
+    (retry,) = error_details(refused.value)
+    assert isinstance(retry, error_details_pb2.RetryInfo)
