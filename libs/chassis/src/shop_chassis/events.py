@@ -1,10 +1,12 @@
 """Consuming protobuf events from Kafka with Faust: decode, handle, retry, dead-letter.
 
 `subscribe` turns a map of event type -> handler into a Faust agent. The "event-type"
-header names the protobuf message; types with no handler are skipped. A handler failure
-is retried a bounded number of times (transient trouble such as a locked database); an
-event that cannot be decoded, or still fails, goes to `<topic>.dlq` with the error and its
-origin in headers, and the agent goes on with the next event.
+header names the protobuf message; types with no handler are skipped. While the database is
+unavailable (unreachable, or locked past its timeout) a handler is retried with backoff for
+as long as that lasts: an outage delays the partition, it never dead-letters its events.
+Any other failure is retried a bounded number of times; an event that cannot be decoded, or
+still fails, goes to `<topic>.dlq` with the error and its origin in headers, and the agent
+goes on with the next event.
 """
 
 from __future__ import annotations

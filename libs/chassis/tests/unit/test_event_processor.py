@@ -99,9 +99,9 @@ async def test_a_failing_handler_is_retried_then_dead_lettered() -> None:
 
 
 async def test_an_outage_is_waited_out_however_long_not_dead_lettered() -> None:
-    script, dead = Script(*[db_down()] * 6), DeadLetters()
+    script, dead = Script(*[db_down()] * 12), DeadLetters()  # four times `attempts`
     assert await processor(script, dead).process(cancelled()) == "ok"
-    assert (script.calls, dead.sent) == (7, [])
+    assert (script.calls, dead.sent) == (13, [])
 
 
 async def test_a_timeout_outside_the_database_is_retried_a_bounded_number_of_times() -> None:
