@@ -41,11 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import structlog
 from mode import Service
 from opentelemetry import trace
 from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 
+log = structlog.get_logger(__name__)
+
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
@@ -64,15 +67,35 @@ def default_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'db.sqlite3'}"
 
 
+_EXPECTED_URL = "expected sqlite:///<path> or postgresql+asyncpg://<user>:<password>@<host>/<db>"
+
+
 def open_database(url: str, *, variable: str = "DATABASE_URL") -> Database:
-    """The database for `url`; a URL of another kind fails naming `variable`."""
+    """The database for `url`; a URL of another kind fails naming `variable`.
+
+    The URL is logged, and shown in errors, with its password masked.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number
+        raise SettingsError(f"{variable} is not a database URL: {_EXPECTED_URL}") from None
+    if "@" in (parsed.host or ""):  # the first '@' of the password ended it: a part would show
+        raise SettingsError(f"{variable}: an '@' in the password must be written %40")
+    shown = parsed.render_as_string(hide_password=True)
+    database: Database
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(url)
-    if url.startswith("postgresql+asyncpg://"):
-        return PostgresDatabase(url)
-    raise SettingsError(
-        f"{variable}={url!r}: expected sqlite:///<path> or postgresql+asyncpg://<user>@<host>/<db>"
-    )
+        database = SqliteDatabase(url)
+    elif url.startswith("postgresql+asyncpg://"):
+        database = PostgresDatabase(url)
+    else:
+        raise SettingsError(f"{variable}={shown!r}: {_EXPECTED_URL}")
+    log.info("database_opened", url=shown)
+    return database
+
+
+def _masked(url: str) -> str:
+    """`url` as logs and error messages may show it: its password, if any, is ***."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class MigrationFailed(RuntimeError):
@@ -233,7 +256,10 @@ class Database(ABC):
             check=False,
         )
         if done.returncode != 0:
-            raise MigrationFailed(f"migrating with {migrations} failed:\n{done.stderr[-4000:]}")
+            output = done.stderr[-4000:]
+            for spelling in {self.url, make_url(self.url).render_as_string(hide_password=False)}:
+                output = output.replace(spelling, _masked(self.url))  # should a library echo it
+            raise MigrationFailed(f"migrating with {migrations} failed:\n{output}")
 
     @contextmanager
     def counting_statements(self) -> Iterator[StatementCount]:

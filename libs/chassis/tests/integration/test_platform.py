@@ -134,6 +134,23 @@ async def start_second(stack: Stack, name: str, **env: str) -> tuple[Process, st
     return await supervisor.start(spec), address
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_service_logs_its_database_url_with_the_password_masked(
+    stack: Stack, database_url: str
+) -> None:
+    secret = "pa%40ss-s3cret"  # a percent-encoded '@', which the migration's config must take
+    url = database_url.replace("postgres@", f"postgres:{secret}@", 1)  # trust auth ignores it
+
+    process, _ = await start_second(stack, "orders", ORDERS_DATABASE_URL=url)
+    await process.stop()
+
+    log = (stack.var_dir / "second-orders" / "logs" / "orders.log").read_text()
+    opened = [json.loads(line) for line in log.splitlines() if '"database_opened"' in line]
+    assert [line["url"] for line in opened] == [url.replace(secret, "***")]
+    assert secret not in log
+    assert "pa@ss-s3cret" not in log
+
+
 async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:
     """SIGTERM must end a service with code 0."""
     process, _ = await start_second(stack, "inventory")

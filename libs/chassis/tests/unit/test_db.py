@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 from shop_chassis.db import (
     DatabaseUnavailable,
     MigrationFailed,
@@ -26,6 +27,57 @@ from sqlalchemy.exc import OperationalError
 def test_a_url_of_another_kind_is_refused_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match="ORDERS_DATABASE_URL='mysql://x'"):
         open_database("mysql://x", variable="ORDERS_DATABASE_URL")
+
+
+SECRET = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"mysql://shop:{SECRET}@db/shop", "ORDERS_DATABASE_URL='mysql://shop:***@db/shop'"),
+        (f"postgresql+asyncpg://shop:{SECRET}@db:port/shop", "is not a database URL"),
+        (f"postgresql+asyncpg://shop:s3@{SECRET}@db/shop", "must be written %40"),
+    ],
+    ids=["another kind", "a port that is not a number", "an unencoded @ in the password"],
+)
+def test_a_refused_url_is_named_without_its_password(url: str, says: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        open_database(url, variable="ORDERS_DATABASE_URL")
+
+    assert says in str(refused.value)
+    assert SECRET not in str(refused.value)
+    shown_with_it = None if refused.value.__suppress_context__ else refused.value.__context__
+    assert shown_with_it is None  # a traceback would print a chained parser error too
+
+
+def test_an_opened_database_is_logged_with_its_password_masked() -> None:
+    with structlog.testing.capture_logs() as logs:
+        open_database(f"postgresql+asyncpg://shop:{SECRET}@127.0.0.1:5432/shop")
+
+    assert logs == [
+        {
+            "event": "database_opened",
+            "url": "postgresql+asyncpg://shop:***@127.0.0.1:5432/shop",
+            "log_level": "info",
+        }
+    ]
+
+
+def test_a_migration_runs_where_the_url_holds_a_percent_sign(tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True)
+    (migrations / "env.py").write_text(
+        "from shop_chassis.db import run_migrations\n"
+        "from sqlalchemy import MetaData\n"
+        "run_migrations(MetaData())\n"
+    )
+    folder = tmp_path / "100% sure"  # Alembic's ConfigParser took '% s' for a placeholder
+    folder.mkdir()
+
+    open_database(default_url(folder)).migrate(migrations)
+
+    assert (folder / "db.sqlite3").exists()
 
 
 def test_a_failed_migration_says_what_alembic_said(tmp_path: Path) -> None:
