@@ -57,7 +57,7 @@ test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometh
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no Kafka, no database server)
-	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit libs/devstack/tests/unit loadtest/tests/unit
+	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit libs/devstack/tests/unit loadtest/tests/unit tests/deploy
 
 .PHONY: test-integration
 test-integration: install ## Integration tests: platform, make run, repositories and budgets on SQLite + PostgreSQL

@@ -33,7 +33,9 @@ ROOT = Path(__file__).parent
 # The test stacks must not pick up a developer's settings (a real database, another
 # collector): child processes inherit this environment.
 for _name in list(os.environ):
-    if _name.endswith("_DATABASE_URL") or _name.startswith(("KAFKA_", "OTEL_", "SHOP_")):
+    if _name.endswith(("_DATABASE_URL", "_KAFKA_CONSUMER_GROUP")) or _name.startswith(
+        ("KAFKA_", "OTEL_", "SHOP_")
+    ):
         del os.environ[_name]
 TEST_VAR = ROOT / "var" / "test"  # each fixture empties its own folder when it starts
 

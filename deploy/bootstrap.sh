@@ -6,9 +6,11 @@
 #   deploy/bootstrap.sh [component ...]     components: python kafka jaeger jaeger-ui
 #                                           prometheus grpcurl ghz buf postgres
 #                                           benchtools chromium (default: all)
+#
+# Sourced (`source deploy/bootstrap.sh`), it only defines its functions: the tests call them.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=deploy/versions.env
 source "$root/deploy/versions.env"
 cache=${SHOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shop}
@@ -165,12 +167,21 @@ apt_install() {  # apt_install <package> <what to do without apt>
   command -v apt-get >/dev/null 2>&1 || die "$1 is missing and apt-get is not available: $2."
   [ "$(id -u)" = 0 ] || die "$1 is missing; install it as root: apt-get update && apt-get install -y $1"
   say "installing Debian's $1 package (apt-get)"
-  # Keep the package's init script from starting a daemon: we run our own instance.
-  local blocker=/usr/sbin/policy-rc.d added=0
-  if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; added=1; fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
-  if [ "$added" = 1 ]; then rm -f "$blocker"; fi
+  # Keep the package's init script from starting a daemon: we run our own instance. While the
+  # blocker is there no daemon on the host can start, so ours goes on every way out (apt-get
+  # failing, Ctrl-C): the subshell's EXIT trap removes it. One there before is not ours and
+  # stays. SHOP_POLICY_RC_D moves it, for the tests.
+  local blocker=${SHOP_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+  (
+    if [ ! -e "$blocker" ]; then
+      trap 'rm -f "$blocker"' EXIT
+      printf '#!/bin/sh\nexit 101\n' >"$blocker"
+      chmod +x "$blocker"
+    fi
+    # && rather than set -e alone: a caller's `|| apt_install` turns set -e off in here.
+    apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+  )
 }
 
 install_prometheus() {
@@ -197,21 +208,25 @@ install_postgres() {
   link "$bin" "$tools/pgbin"
 }
 
-components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)
-for c in "${components[@]}"; do
-  case $c in
-    python) install_python ;;
-    kafka) install_kafka ;;
-    jaeger) install_jaeger ;;
-    jaeger-ui) install_jaeger_ui ;;
-    chromium) install_chromium ;;
-    prometheus) install_prometheus ;;
-    grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
-    ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
-    buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
-    postgres) install_postgres ;;
-    benchtools) install_benchtools ;;
-    *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)" ;;
-  esac
-done
+main() {
+  local components=("$@") c
+  [ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)
+  for c in "${components[@]}"; do
+    case $c in
+      python) install_python ;;
+      kafka) install_kafka ;;
+      jaeger) install_jaeger ;;
+      jaeger-ui) install_jaeger_ui ;;
+      chromium) install_chromium ;;
+      prometheus) install_prometheus ;;
+      grpcurl) go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" ;;
+      ghz) go_install ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION" ;;
+      buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
+      postgres) install_postgres ;;
+      benchtools) install_benchtools ;;
+      *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)" ;;
+    esac
+  done
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

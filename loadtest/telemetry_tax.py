@@ -184,7 +184,7 @@ async def untraced_orders(
         "SHOP_BIND_HOST": HOST,
         "SHOP_VAR_DIR": str(var_dir),
         "KAFKA_BOOTSTRAP_SERVERS": target.kafka,
-        "KAFKA_CONSUMER_GROUP": "shop-orders-untraced",
+        "ORDERS_KAFKA_CONSUMER_GROUP": "shop-orders-untraced",
         "INVENTORY_ADDRESS": target.grpc["inventory"],
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",

@@ -15,33 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from shop.orders.v1 import orders_pb2
 from shop_devstack.stack import Stack, repo_root
-from shop_devstack.testing import Shop, eventually, new_customer
+from shop_devstack.testing import Shop, eventually, new_customer, samples, scrape, value
 from shop_devstack.trace import Span, find_order_traces, spans_of, waterfall
 
 pytestmark = pytest.mark.integration
 
 ROOT = repo_root()
-
-
-def scrape(stack: Stack, service: str, openmetrics: bool = False) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.ports.metrics[service]}/metrics")
-    if openmetrics:
-        request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return str(response.read().decode())
-
-
-def samples(stack: Stack, service: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    found = {}
-    for family in text_string_to_metric_families(scrape(stack, service)):
-        for sample in family.samples:
-            if sample.name == name:
-                found[frozenset(sample.labels.items())] = sample.value
-    return found
-
-
-def value(stack: Stack, service: str, name: str, **labels: str) -> float:
-    return samples(stack, service, name).get(frozenset(labels.items()), 0.0)
 
 
 def ancestors(span: Span, spans: dict[str, Span]) -> list[Span]:

@@ -18,7 +18,9 @@ into one await per statement, which is what made every call cost milliseconds be
   with `SELECT … FOR UPDATE`.
 
 Set the URL with `<SERVICE>_DATABASE_URL`. `statements_executed` counts what reaches the
-driver, which is how the tests hold each use case to its statement budget.
+driver, which is how the tests hold each use case to its statement budget. A unit that fails
+because the database is out of reach raises `DatabaseUnavailable`; any other error is raised
+as the driver or the unit raised it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,12 +39,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import structlog
 from mode import Service
 from opentelemetry import trace
 from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from shop_chassis.settings import Env, SettingsError
@@ -52,6 +58,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 
+log = structlog.get_logger(__name__)
+
 _TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
@@ -59,19 +67,91 @@ def default_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'db.sqlite3'}"
 
 
+_EXPECTED_URL = "expected sqlite:///<path> or postgresql+asyncpg://<user>:<password>@<host>/<db>"
+
+
 def open_database(url: str, *, variable: str = "DATABASE_URL") -> Database:
-    """The database for `url`; a URL of another kind fails naming `variable`."""
+    """The database for `url`; a URL of another kind fails naming `variable`.
+
+    The URL is logged, and shown in errors, with its password masked.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number
+        raise SettingsError(f"{variable} is not a database URL: {_EXPECTED_URL}") from None
+    if "@" in (parsed.host or ""):  # the first '@' of the password ended it: a part would show
+        raise SettingsError(f"{variable}: an '@' in the password must be written %40")
+    shown = parsed.render_as_string(hide_password=True)
+    database: Database
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(url)
-    if url.startswith("postgresql+asyncpg://"):
-        return PostgresDatabase(url)
-    raise SettingsError(
-        f"{variable}={url!r}: expected sqlite:///<path> or postgresql+asyncpg://<user>@<host>/<db>"
-    )
+        database = SqliteDatabase(url)
+    elif url.startswith("postgresql+asyncpg://"):
+        database = PostgresDatabase(url)
+    else:
+        raise SettingsError(f"{variable}={shown!r}: {_EXPECTED_URL}")
+    log.info("database_opened", url=shown)
+    return database
+
+
+def _masked(url: str) -> str:
+    """`url` as logs and error messages may show it: its password, if any, is ***."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class MigrationFailed(RuntimeError):
     pass
+
+
+class DatabaseUnavailable(Exception):
+    """The database is out of reach or stays locked: the same unit may succeed later.
+
+    The driver's error is the __cause__. gRPC answers it UNAVAILABLE and consumers wait it
+    out (`shop_chassis.errors`, `shop_chassis.events`).
+    """
+
+
+# What counts, decided only for errors out of `read` and `write`, so a timeout or a refused
+# connection elsewhere (Kafka, another service) is never taken for the database's.
+# SQLite (stdlib sqlite3, wrapped by SQLAlchemy): the primary result codes of a database that
+# is there but cannot be used now: locked past busy_timeout (BUSY, LOCKED), the file or its
+# folder cannot be opened (CANTOPEN), the disk failed or is full (IOERR, FULL). SQLite raises
+# OperationalError for "no such table" or a syntax error too: bugs, not outages.
+_SQLITE_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+    }
+)
+# PostgreSQL (asyncpg): SQLSTATE class 08 (connection exception), too many connections, and
+# the server shutting down or starting up (57P01-57P03). asyncpg raises these itself when
+# connecting; SQLAlchemy's adapter copies the SQLSTATE when it wraps them later.
+_POSTGRES_UNAVAILABLE = ("08", "53300", "57P01", "57P02", "57P03")
+
+
+def _unavailable(error: BaseException) -> bool:
+    """Whether `error`, raised while running a unit of work, means the database is out of
+    reach, rather than a bug in the unit or a constraint it broke."""
+    if isinstance(error, DBAPIError):  # SQLAlchemy's wrapper of the driver's error
+        # connection_invalidated: SQLAlchemy found the connection gone.
+        return error.connection_invalidated or (error.orig is not None and _unavailable(error.orig))
+    if isinstance(error, sqlite3.Error):  # the low byte is the primary code; some have none
+        return getattr(error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_UNAVAILABLE
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_POSTGRES_UNAVAILABLE)
+    # No connection to spare in time (pool), one found dead on checkout, and asyncpg's
+    # socket errors: refused, reset, timed out (OSError), which nothing wraps.
+    return isinstance(error, PoolTimeout | DisconnectionError | OSError)
+
+
+def _raise_unavailable_or(error: Exception) -> NoReturn:
+    """Raise `error` as DatabaseUnavailable if it means that, else as it is."""
+    if _unavailable(error):
+        raise DatabaseUnavailable(f"the database is unavailable: {error!r}") from error
+    raise error
 
 
 @dataclass
@@ -128,21 +208,31 @@ class Database(ABC):
         statements it executed; background bookkeeping (no current span) is not traced.
         """
         self.writes += 1
-        if not trace.get_current_span().is_recording():
-            result, _ = await _settled(self._write(_counted(work)))
-            return result
-        with self._tracer.start_as_current_span(
-            f"db {name}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={"db.system.name": self.system, "db.operation.name": name},
-        ) as span:
-            result, statements = await _settled(self._write(_counted(work)))
-            span.set_attribute("db.statement_count", statements)
-            return result
+        try:
+            if not trace.get_current_span().is_recording():
+                result, _ = await _settled(self._write(_counted(work)))
+                return result
+            with self._tracer.start_as_current_span(
+                f"db {name}",
+                kind=trace.SpanKind.CLIENT,
+                attributes={"db.system.name": self.system, "db.operation.name": name},
+            ) as span:
+                result, statements = await _settled(self._write(_counted(work)))
+                span.set_attribute("db.statement_count", statements)
+                return result
+        except Exception as error:
+            _raise_unavailable_or(error)
 
-    @abstractmethod
     async def read(self, work: Work[T]) -> T:
         """Run `work` outside an explicit transaction (each statement sees committed data)."""
+        try:
+            return await self._read(work)
+        except Exception as error:
+            _raise_unavailable_or(error)
+
+    @abstractmethod
+    async def _read(self, work: Work[T]) -> T:
+        """Run `work` outside an explicit transaction (the kind-specific part of `read`)."""
 
     @abstractmethod
     async def _write(self, work: Work[T]) -> T:
@@ -166,7 +256,10 @@ class Database(ABC):
             check=False,
         )
         if done.returncode != 0:
-            raise MigrationFailed(f"migrating with {migrations} failed:\n{done.stderr[-4000:]}")
+            output = done.stderr[-4000:]
+            for spelling in {self.url, make_url(self.url).render_as_string(hide_password=False)}:
+                output = output.replace(spelling, _masked(self.url))  # should a library echo it
+            raise MigrationFailed(f"migrating with {migrations} failed:\n{output}")
 
     @contextmanager
     def counting_statements(self) -> Iterator[StatementCount]:
@@ -226,7 +319,7 @@ class SqliteDatabase(Database):
         with self._writer_engine.begin() as connection:
             return work(connection)
 
-    async def read(self, work: Work[T]) -> T:
+    async def _read(self, work: Work[T]) -> T:
         # Reads run one at a time on the loop's thread, so one connection, kept open, serves
         # them all (a pool checkout would cost as much as the read).
         if self._reader is None:
@@ -266,7 +359,7 @@ class PostgresDatabase(Database):
         async with self._engine.begin() as connection:
             return await connection.run_sync(work)
 
-    async def read(self, work: Work[T]) -> T:
+    async def _read(self, work: Work[T]) -> T:
         async with self._autocommit_engine.connect() as connection:
             return await connection.run_sync(work)
 

@@ -1,10 +1,12 @@
 """Consuming protobuf events from Kafka with Faust: decode, handle, retry, dead-letter.
 
 `subscribe` turns a map of event type -> handler into a Faust agent. The "event-type"
-header names the protobuf message; types with no handler are skipped. A handler failure
-is retried a bounded number of times (transient trouble such as a locked database); an
-event that cannot be decoded, or still fails, goes to `<topic>.dlq` with the error and its
-origin in headers, and the agent goes on with the next event.
+header names the protobuf message; types with no handler are skipped. While the database is
+unavailable (unreachable, or locked past its timeout) a handler is retried with backoff for
+as long as that lasts: an outage delays the partition, it never dead-letters its events.
+Any other failure is retried a bounded number of times; an event that cannot be decoded, or
+still fails, goes to `<topic>.dlq` with the error and its origin in headers, and the agent
+goes on with the next event.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy import Column, DateTime, Index, Insert, MetaData, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from shop_chassis.errors import DATABASE_UNAVAILABLE
+from shop_chassis.db import DatabaseUnavailable
 from shop_chassis.kafka import ShopApp, declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
@@ -79,10 +81,11 @@ class EventProcessor:
 
     - no handler for the event type: skipped;
     - undecodable, or the handler raises PoisonEvent: dead-lettered at once;
-    - the database or a peer is unreachable (`DATABASE_UNAVAILABLE`): retried with backoff
-      for as long as it takes — the partition waits, so order is kept and nothing is
-      dead-lettered because of an outage;
-    - any other error: retried `attempts` times, then dead-lettered.
+    - the database is unavailable (`DatabaseUnavailable`): retried with backoff for as long
+      as it takes — the partition waits, so order is kept and nothing is dead-lettered
+      because of an outage;
+    - any other error, a timeout or refused connection elsewhere included: retried
+      `attempts` times, then dead-lettered.
     """
 
     def __init__(
@@ -132,7 +135,7 @@ class EventProcessor:
                     await handler.handle(decoded, delivery)
             except PoisonEvent as exc:
                 return await self._dead_letter(event, event_type, "rejected", exc)
-            except DATABASE_UNAVAILABLE as exc:
+            except DatabaseUnavailable as exc:
                 failures += 1
                 delay = min(self.retry_delay * 2**failures, self.max_backoff)
                 log.warning("event_handling_waits", error=repr(exc), retry_in_seconds=delay)

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
 
-from shop_chassis.errors import ErrorMappingInterceptor
+from shop_chassis.errors import ErrorMappingInterceptor, RequestDecodingInterceptor
 from shop_chassis.grpc_metrics import ServerMetricsInterceptor
 from shop_chassis.telemetry import ServerTracingInterceptor
 
@@ -80,11 +80,13 @@ class GrpcServerService(Service):
 
     async def on_start(self) -> None:
         server = grpc.aio.server(
-            # Outermost first: the span is current while metrics record (exemplars), and
+            # Outermost first: the span is current while metrics record (exemplars); requests
+            # are decoded inside both, so an undecodable one is traced and counted, and
             # errors are mapped innermost so both see the final status.
             interceptors=[
                 ServerTracingInterceptor(),
                 ServerMetricsInterceptor(),
+                RequestDecodingInterceptor(),
                 *self.interceptors,
                 ErrorMappingInterceptor(),
             ],

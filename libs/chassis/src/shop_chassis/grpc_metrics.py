@@ -9,6 +9,7 @@ carry the current trace id as an OpenMetrics exemplar.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -140,8 +141,12 @@ class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         series = _client_series("unary", full_method)
         series.started.inc()
         started_at = time.perf_counter()
-        call = await continuation(client_call_details, request)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await call  # the caller awaits the same call and sees the same outcome
+        try:
+            call = await continuation(client_call_details, request)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await call  # the caller awaits the same call and sees the same outcome
+        except asyncio.CancelledError:  # the caller gave up (its task, or call.cancel())
+            series.done(grpc.StatusCode.CANCELLED, started_at)
+            raise
         series.done(await call.code(), started_at)
         return call

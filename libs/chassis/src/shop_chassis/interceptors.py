@@ -2,8 +2,9 @@
 
 grpc.aio hands an interceptor the method's handler; to act around the call (catch its
 errors, time it) the handler must be rebuilt around a new behaviour. Subclasses say how
-to wrap a unary and a server-streaming behaviour; the rebuilding lives here once, and
-happens once per method, not once per call.
+to wrap a unary and a server-streaming behaviour (or, to change more than the behaviour,
+the whole handler); the rebuilding lives here once, and happens once per method, not once
+per call.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         given, made = self._wrapped.get(method, (None, None))
         if given is not handler or made is None:
-            made = self._wrap(method, handler)
+            made = self.wrap_handler(method, handler)
             self._wrapped[method] = (handler, made)
         return made
 
-    def _wrap(
+    def wrap_handler(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:

@@ -19,7 +19,9 @@ def upgrade(url: str, migrations: Path | str) -> None:
     """Bring the database at `url` to the newest revision in `migrations`, in this process."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
-    config.set_main_option("sqlalchemy.url", url)
+    # Alembic's options go through ConfigParser's interpolation: a '%' (a percent-encoded
+    # password, a path) must be doubled, or the upgrade fails printing the whole URL.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
 
 

@@ -26,6 +26,9 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._environ
+
     def text(self, name: str, default: str) -> str:
         value = self._environ.get(name, default).strip()
         if not value:
@@ -129,6 +132,13 @@ class ServiceSettings:
             raise SettingsError(
                 f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
             )
+        if "KAFKA_CONSUMER_GROUP" in env:
+            # No longer read: `make run` hands its environment to every service, and one group
+            # for all of them split each topic's events between them.
+            raise SettingsError(
+                f"KAFKA_CONSUMER_GROUP is no longer read; set {prefix}_KAFKA_CONSUMER_GROUP"
+                " (each service has its own consumer group)"
+            )
         return cls(
             service=service,
             bind_host=env.text("SHOP_BIND_HOST", "127.0.0.1"),
@@ -137,7 +147,7 @@ class ServiceSettings:
                 f"{prefix}_METRICS_PORT", DEFAULT_METRICS_PORTS.get(service, 9100)
             ),
             kafka_bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            kafka_consumer_group=env.text("KAFKA_CONSUMER_GROUP", f"shop-{service}"),
+            kafka_consumer_group=env.text(f"{prefix}_KAFKA_CONSUMER_GROUP", f"shop-{service}"),
             topic_partitions=env.integer("KAFKA_TOPIC_PARTITIONS", 3, minimum=1, maximum=1000),
             topic_replication_factor=env.integer(
                 "KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10

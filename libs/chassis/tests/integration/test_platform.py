@@ -123,7 +123,7 @@ async def start_second(stack: Stack, name: str, **env: str) -> tuple[Process, st
             f"{prefix}_METRICS_PORT": str(free_port()),
             "OTEL_SDK_DISABLED": "true",
             "SHOP_VAR_DIR": str(stack.var_dir / f"second-{name}"),
-            "KAFKA_CONSUMER_GROUP": f"test-second-{name}",
+            f"{prefix}_KAFKA_CONSUMER_GROUP": f"test-second-{name}",
             **env,
         },
     )
@@ -132,6 +132,23 @@ async def start_second(stack: Stack, name: str, **env: str) -> tuple[Process, st
     spec.ready = lambda: grpc_serving(address)
     supervisor = Supervisor(stack.var_dir / f"second-{name}", out=None)
     return await supervisor.start(spec), address
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_service_logs_its_database_url_with_the_password_masked(
+    stack: Stack, database_url: str
+) -> None:
+    secret = "pa%40ss-s3cret"  # a percent-encoded '@', which the migration's config must take
+    url = database_url.replace("postgres@", f"postgres:{secret}@", 1)  # trust auth ignores it
+
+    process, _ = await start_second(stack, "orders", ORDERS_DATABASE_URL=url)
+    await process.stop()
+
+    log = (stack.var_dir / "second-orders" / "logs" / "orders.log").read_text()
+    opened = [json.loads(line) for line in log.splitlines() if '"database_opened"' in line]
+    assert [line["url"] for line in opened] == [url.replace(secret, "***")]
+    assert secret not in log
+    assert "pa@ss-s3cret" not in log
 
 
 async def test_sigterm_stops_a_service_cleanly(stack: Stack) -> None:

@@ -3,20 +3,81 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from shop_chassis.db import MigrationFailed, SqliteDatabase, default_url, open_database
+import structlog
+from shop_chassis.db import (
+    DatabaseUnavailable,
+    MigrationFailed,
+    SqliteDatabase,
+    default_url,
+    open_database,
+)
 from shop_chassis.settings import SettingsError
+from shop_devstack.procs import free_port
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 
 def test_a_url_of_another_kind_is_refused_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match="ORDERS_DATABASE_URL='mysql://x'"):
         open_database("mysql://x", variable="ORDERS_DATABASE_URL")
+
+
+SECRET = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"mysql://shop:{SECRET}@db/shop", "ORDERS_DATABASE_URL='mysql://shop:***@db/shop'"),
+        (f"postgresql+asyncpg://shop:{SECRET}@db:port/shop", "is not a database URL"),
+        (f"postgresql+asyncpg://shop:s3@{SECRET}@db/shop", "must be written %40"),
+    ],
+    ids=["another kind", "a port that is not a number", "an unencoded @ in the password"],
+)
+def test_a_refused_url_is_named_without_its_password(url: str, says: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        open_database(url, variable="ORDERS_DATABASE_URL")
+
+    assert says in str(refused.value)
+    assert SECRET not in str(refused.value)
+    shown_with_it = None if refused.value.__suppress_context__ else refused.value.__context__
+    assert shown_with_it is None  # a traceback would print a chained parser error too
+
+
+def test_an_opened_database_is_logged_with_its_password_masked() -> None:
+    with structlog.testing.capture_logs() as logs:
+        open_database(f"postgresql+asyncpg://shop:{SECRET}@127.0.0.1:5432/shop")
+
+    assert logs == [
+        {
+            "event": "database_opened",
+            "url": "postgresql+asyncpg://shop:***@127.0.0.1:5432/shop",
+            "log_level": "info",
+        }
+    ]
+
+
+def test_a_migration_runs_where_the_url_holds_a_percent_sign(tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True)
+    (migrations / "env.py").write_text(
+        "from shop_chassis.db import run_migrations\n"
+        "from sqlalchemy import MetaData\n"
+        "run_migrations(MetaData())\n"
+    )
+    folder = tmp_path / "100% sure"  # Alembic's ConfigParser took '% s' for a placeholder
+    folder.mkdir()
+
+    open_database(default_url(folder)).migrate(migrations)
+
+    assert (folder / "db.sqlite3").exists()
 
 
 def test_a_failed_migration_says_what_alembic_said(tmp_path: Path) -> None:
@@ -79,4 +140,50 @@ async def test_a_budget_counts_statements_and_write_units(tmp_path: Path) -> Non
         await database.read(lambda c: c.execute(text("SELECT x FROM t")).all())
 
     assert (counted.count, counted.writes) == (3, 1)
+    await database.dispose()
+
+
+async def test_a_database_whose_folder_is_gone_is_unavailable(tmp_path: Path) -> None:
+    database = open_database(default_url(tmp_path / "gone"))
+
+    with pytest.raises(DatabaseUnavailable, match="unable to open database file"):
+        await database.read(lambda c: c.execute(text("SELECT 1")).all())
+    await database.dispose()
+
+
+async def test_a_database_locked_by_another_process_is_unavailable(tmp_path: Path) -> None:
+    database = open_database(default_url(tmp_path))
+    await database.write(lambda c: c.execute(text("CREATE TABLE t (x INTEGER)")), name="setup")
+    other = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+
+    def write_without_waiting(connection: Connection) -> None:
+        connection.exec_driver_sql("PRAGMA busy_timeout=0")  # SQLITE_BUSY at once, not in 10 s
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with pytest.raises(DatabaseUnavailable, match="database is locked"):
+            await database.read(write_without_waiting)
+    finally:
+        other.close()
+        await database.dispose()
+
+
+async def test_a_unit_that_names_a_missing_table_fails_as_a_bug_not_as_unavailable(
+    tmp_path: Path,
+) -> None:
+    database = open_database(default_url(tmp_path))
+
+    with pytest.raises(OperationalError, match="no such table"):
+        await database.read(lambda c: c.execute(text("SELECT x FROM missing")).all())
+    await database.dispose()
+
+
+async def test_a_postgresql_server_that_refuses_connections_is_unavailable() -> None:
+    database = open_database(f"postgresql+asyncpg://shop@127.0.0.1:{free_port()}/shop")
+
+    with pytest.raises(DatabaseUnavailable) as refused:
+        await database.read(lambda c: c.execute(text("SELECT 1")).all())
+
+    assert isinstance(refused.value.__cause__, ConnectionRefusedError)
     await database.dispose()

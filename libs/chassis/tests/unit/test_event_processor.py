@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shop.events.v1 import events_pb2
+from shop_chassis.db import DatabaseUnavailable
 from shop_chassis.events import Delivery, EventProcessor, Handler, PoisonEvent
-from sqlalchemy.exc import OperationalError
 
 
 @dataclass
@@ -57,11 +57,13 @@ class DeadLetters:
 
 def processor(script: Script, dead_letters: DeadLetters) -> EventProcessor:
     handlers = {"OrderCancelled": Handler(events_pb2.OrderCancelled, script)}
-    return EventProcessor("shop.orders.v1", handlers, dead_letters, attempts=3, retry_delay=0.001)
+    return EventProcessor(
+        "shop.orders.v1", handlers, dead_letters, attempts=3, retry_delay=0.001, max_backoff=0.01
+    )
 
 
-def db_down() -> OperationalError:
-    return OperationalError("SELECT 1", {}, Exception("database is locked"))
+def db_down() -> DatabaseUnavailable:
+    return DatabaseUnavailable("the database is unavailable: database is locked")
 
 
 async def test_a_handled_event_is_ok() -> None:
@@ -97,9 +99,15 @@ async def test_a_failing_handler_is_retried_then_dead_lettered() -> None:
 
 
 async def test_an_outage_is_waited_out_however_long_not_dead_lettered() -> None:
-    script, dead = Script(*[db_down()] * 6), DeadLetters()
+    script, dead = Script(*[db_down()] * 12), DeadLetters()  # four times `attempts`
     assert await processor(script, dead).process(cancelled()) == "ok"
-    assert (script.calls, dead.sent) == (7, [])
+    assert (script.calls, dead.sent) == (13, [])
+
+
+async def test_a_timeout_outside_the_database_is_retried_a_bounded_number_of_times() -> None:
+    script, dead = Script(*[TimeoutError("a peer is slow")] * 5), DeadLetters()
+    assert await processor(script, dead).process(cancelled()) == "dead_lettered"
+    assert (script.calls, dead.sent) == (3, ["handler_failed"])
 
 
 async def test_a_dead_letter_is_sent_even_if_the_broker_is_away_for_a_while() -> None:

@@ -41,6 +41,18 @@ def test_retention_is_read_from_its_variables() -> None:
     assert retention.prune_interval_seconds == 60
 
 
+
+def test_each_service_reads_its_own_consumer_group_so_one_shell_setting_cannot_merge_them() -> None:
+    environ = {"INVENTORY_KAFKA_CONSUMER_GROUP": "inventory-blue"}
+    assert ServiceSettings.from_env("inventory", environ).kafka_consumer_group == "inventory-blue"
+    assert ServiceSettings.from_env("notifier", environ).kafka_consumer_group == "shop-notifier"
+
+
+def test_the_unprefixed_consumer_group_variable_is_refused_naming_its_replacement() -> None:
+    with pytest.raises(SettingsError, match="set NOTIFIER_KAFKA_CONSUMER_GROUP"):
+        ServiceSettings.from_env("notifier", {"KAFKA_CONSUMER_GROUP": "shop"})
+
+
 def test_data_dir_is_the_services_own_folder_under_var() -> None:
     settings = ServiceSettings.from_env("notifier", {"SHOP_VAR_DIR": "/srv/shop"})
     assert settings.data_dir == Path("/srv/shop/notifier")

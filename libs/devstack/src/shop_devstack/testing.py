@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -10,9 +11,12 @@ from typing import Any, TypeVar
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+
+from shop_devstack.stack import Stack
 
 T = TypeVar("T")
 
@@ -92,3 +96,27 @@ def error_details(error: grpc.aio.AioRpcError) -> list[Any]:
                 detail.Unpack(message)
                 found.append(message)
     return found
+
+
+def scrape(stack: Stack, service: str, openmetrics: bool = False) -> str:
+    """The /metrics page of `service` in `stack`."""
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.ports.metrics[service]}/metrics")
+    if openmetrics:
+        request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def samples(stack: Stack, service: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """Every sample of metric `name` on `service`'s /metrics, by its labels."""
+    found = {}
+    for family in text_string_to_metric_families(scrape(stack, service)):
+        for sample in family.samples:
+            if sample.name == name:
+                found[frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def value(stack: Stack, service: str, name: str, **labels: str) -> float:
+    """The sample of metric `name` with exactly `labels` (0 if there is none yet)."""
+    return samples(stack, service, name).get(frozenset(labels.items()), 0.0)
