@@ -41,7 +41,6 @@ def test_retention_is_read_from_its_variables() -> None:
     assert retention.prune_interval_seconds == 60
 
 
-
 def test_each_service_reads_its_own_consumer_group_so_one_shell_setting_cannot_merge_them() -> None:
     environ = {"INVENTORY_KAFKA_CONSUMER_GROUP": "inventory-blue"}
     assert ServiceSettings.from_env("inventory", environ).kafka_consumer_group == "inventory-blue"
