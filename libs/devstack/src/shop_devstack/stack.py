@@ -548,6 +548,18 @@ class Supervisor:
         self.running: list[Process] = []
         self._restarting: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self.state_file = var_dir / "processes.json"
+
+    def _write_state(self) -> None:
+        """What runs now, for other commands (`make status`): name, pid, restarts."""
+        state = [
+            {"name": p.name, "pid": p.pid, "up": not p.exited, "restarts": p.restarts}
+            for p in self.running
+        ]
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_file)
 
     @staticmethod
     def check_ports(specs: Sequence[ProcessSpec]) -> None:
@@ -569,6 +581,7 @@ class Supervisor:
     async def start(self, spec: ProcessSpec) -> Process:
         process = self._process(spec)
         await process.start()
+        self._write_state()
         await process.wait_ready()
         return process
 
@@ -579,6 +592,7 @@ class Supervisor:
         for process in processes:
             process.peers = processes
             await process.start()
+        self._write_state()
         await asyncio.gather(*(process.wait_ready() for process in processes))
         return processes
 
@@ -617,6 +631,7 @@ class Supervisor:
             return
         process.restarts += 1
         await process.start()
+        self._write_state()
         try:
             await process.wait_ready()
         except StackError as exc:
@@ -631,6 +646,7 @@ class Supervisor:
         if (task := self._restarting.get(name)) is not None:
             task.cancel()
         await process.stop()
+        self._write_state()
         return process
 
     async def release(self, name: str) -> Process:
@@ -640,6 +656,7 @@ class Supervisor:
         process.backoff = 0.0
         process.restarts += 1
         await process.start()
+        self._write_state()
         return process
 
     def restarts(self) -> dict[str, int]:
@@ -662,6 +679,7 @@ class Supervisor:
             for process, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     print(f"{process.name}: stopping failed: {result!r}", file=sys.stderr)
+        self.state_file.unlink(missing_ok=True)
         self._stopping = False
 
 

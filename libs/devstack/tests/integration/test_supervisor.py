@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -46,11 +47,14 @@ async def test_a_killed_process_is_started_again_and_counted(tmp_path: Path) -> 
         process.signal(signal.SIGKILL)
         await until(lambda: process.pid != first_pid and not process.exited)
         assert supervisor.restarts() == {"worker": 1}
+        state = json.loads(supervisor.state_file.read_text())
+        assert state == [{"name": "worker", "pid": process.pid, "up": True, "restarts": 1}]
     finally:
         stop.set()
         await watching
         await supervisor.stop_all()
     assert process.exited
+    assert not supervisor.state_file.exists()
 
 
 async def test_a_held_process_stays_down_until_released(tmp_path: Path) -> None:
