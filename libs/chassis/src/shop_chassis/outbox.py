@@ -23,6 +23,12 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
@@ -40,6 +46,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     bindparam,
     func,
     select,
@@ -59,7 +66,20 @@ published_total = Counter(
 publish_failures_total = Counter(
     "shop_outbox_publish_failures_total", "Outbox publish attempts that failed", ["topic"]
 )
+parked_total = Counter(
+    "shop_outbox_parked_total", "Outbox rows Kafka refused for good, parked unsent", ["topic"]
+)
+parked_rows = Gauge("shop_outbox_parked_rows", "Outbox rows parked unsent (Kafka refused them)")
 backlog_rows = Gauge("shop_outbox_backlog", "Outbox rows not yet acknowledged by Kafka")
+
+# Refusals no retry can change: the record is too large, corrupt, or its topic name invalid.
+# (Not KafkaTimeoutError, non-"retriable" to aiokafka but what an outage looks like here.)
+PERMANENT_REFUSALS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+)
 oldest_unsent_age = Gauge(
     "shop_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 if none)"
 )
@@ -78,6 +98,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("trace_context", JSON, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("sent_at", DateTime(timezone=True), nullable=True),
+        # Set when Kafka refused the row for good (too large, invalid): never sent, kept to see.
+        Column("parked_at", DateTime(timezone=True), nullable=True),
+        Column("park_reason", Text, nullable=True),
         # The relay's unsent rows (sent_at NULL) in id order; the pruner's oldest sent rows.
         Index("ix_outbox_unsent", "sent_at", "id"),
     )
@@ -168,7 +191,7 @@ class OutboxRelay(Service):
         self._wakeup = asyncio.Event()
         self._unsent = (
             select(outbox)
-            .where(outbox.c.sent_at.is_(None))
+            .where(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None))
             .order_by(outbox.c.id)
             .limit(bindparam("limit", type_=Integer))
         )
@@ -177,9 +200,15 @@ class OutboxRelay(Service):
             .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
             .values(sent_at=bindparam("sent_at"))
         )
-        self._backlog = select(func.count(), func.min(outbox.c.created_at)).where(
-            outbox.c.sent_at.is_(None)
+        self._park = (
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(parked_at=bindparam("parked_at"), park_reason=bindparam("reason"))
         )
+        self._backlog = select(func.count(), func.min(outbox.c.created_at)).where(
+            outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None)
+        )
+        self._parked = select(func.count()).where(outbox.c.parked_at.is_not(None))
         self._being_marked: set[int] = set()  # acknowledged by Kafka, sent_at not committed yet
         self._marking: set[asyncio.Task[None]] = set()
 
@@ -196,10 +225,12 @@ class OutboxRelay(Service):
     async def _measure_backlog(self) -> None:
         try:
             count, oldest = await self.database.read(lambda c: c.execute(self._backlog).one())
+            parked = await self.database.read(lambda c: c.execute(self._parked).scalar_one())
         except Exception as exc:  # database away: keep the last values, try again
             log.debug("outbox_backlog_unavailable", error=repr(exc))
             return
         backlog_rows.set(count)
+        parked_rows.set(parked)
         if oldest is None:
             oldest_unsent_age.set(0)
         else:
@@ -240,30 +271,36 @@ class OutboxRelay(Service):
             return 0
         producer = self.app.producer
         deliveries = []
+        refused: list[tuple[Any, BaseException]] = []
         for row in rows:
             token = otel_context.attach(propagate.extract(row.trace_context))
             try:
-                deliveries.append(
-                    await producer.send(
-                        row.topic,
-                        key=row.key.encode(),
-                        value=row.payload,
-                        partition=None,
-                        timestamp=None,
-                        headers=[
-                            ("event-id", row.event_id.encode()),
-                            ("event-type", row.event_type.encode()),
-                            ("content-type", CONTENT_TYPE),
-                        ],
-                    )
+                delivery = await producer.send(
+                    row.topic,
+                    key=row.key.encode(),
+                    value=row.payload,
+                    partition=None,
+                    timestamp=None,
+                    headers=[
+                        ("event-id", row.event_id.encode()),
+                        ("event-type", row.event_type.encode()),
+                        ("content-type", CONTENT_TYPE),
+                    ],
                 )
+            except PERMANENT_REFUSALS as exc:  # refused before it left (e.g. over max size)
+                refused.append((row, exc))
+                continue
             finally:
                 otel_context.detach(token)
+            deliveries.append((row, delivery))
         acknowledged: list[int] = []
         failure: BaseException | None = None
-        for row, delivery in zip(rows, deliveries, strict=True):
+        for row, delivery in deliveries:
             try:
                 await asyncio.wait_for(delivery, 30)
+            except PERMANENT_REFUSALS as exc:
+                refused.append((row, exc))
+                continue
             except Exception as exc:
                 failure = exc
                 publish_failures_total.labels(row.topic).inc()
@@ -275,9 +312,39 @@ class OutboxRelay(Service):
             task = asyncio.ensure_future(self._mark_sent(acknowledged))
             self._marking.add(task)
             task.add_done_callback(self._marking.discard)
+        if refused:
+            await self._park_refused(refused)
         if failure is not None:
             raise failure
-        return len(acknowledged)
+        return len(acknowledged) + len(refused)
+
+    async def _park_refused(self, refused: Sequence[tuple[Any, BaseException]]) -> None:
+        """Set aside rows Kafka will never take, so the ones behind them still go out.
+
+        A parked row is an event consumers never see: it is logged as an error, counted, kept
+        in the table with the reason (never pruned) and raises the OutboxRowsParked alert.
+        """
+        moment = now()
+        await self.database.write(
+            lambda c: c.execute(
+                self._park,
+                [
+                    {"row_id": row.id, "parked_at": moment, "reason": repr(exc)[:1000]}
+                    for row, exc in refused
+                ],
+            ),
+            name="outbox_park",
+        )
+        for row, exc in refused:
+            parked_total.labels(row.topic).inc()
+            log.error(
+                "outbox_row_parked",
+                event_id=row.event_id,
+                event_type=row.event_type,
+                topic=row.topic,
+                payload_bytes=len(row.payload),
+                error=repr(exc)[:300],
+            )
 
     async def _mark_sent(self, ids: Sequence[int]) -> None:
         try:

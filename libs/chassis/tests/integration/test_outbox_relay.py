@@ -1,5 +1,6 @@
 """The outbox relay's bookkeeping against real SQLite and PostgreSQL (Kafka's side, the
-acknowledgement, is a stand-in here; tests/e2e run the relay against a real broker)."""
+acknowledgement, is a stand-in here; tests/e2e run the relay against a real broker, and
+test_platform checks that the real client refuses an oversized record as the stand-in does)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, cast
 
 import faust
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from shop.events.v1 import events_pb2
 from shop_chassis.db import Database, PostgresDatabase, open_database
 from shop_chassis.outbox import OutboxRelay, add_event, outbox_table
@@ -20,15 +22,25 @@ outbox = outbox_table(metadata)
 
 
 class AcknowledgingProducer:
-    """Acknowledges every send at once, and remembers the event ids in order."""
+    """Acknowledges every send at once, and remembers the event ids in order; refuses the
+    ids in `refuse_at_send` as aiokafka does a record over its size limit, and fails the
+    delivery of those in `refuse_at_broker` as a broker refusing a record does."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.refuse_at_send: set[str] = set()
+        self.refuse_at_broker: set[str] = set()
 
     async def send(self, topic: str, **kwargs: Any) -> asyncio.Future[None]:
-        self.sent.append(dict(kwargs["headers"])["event-id"].decode())
+        event_id = dict(kwargs["headers"])["event-id"].decode()
+        if event_id in self.refuse_at_send:
+            raise MessageSizeTooLargeError("The message is 2097240 bytes when serialized")
         acknowledged = asyncio.get_running_loop().create_future()
-        acknowledged.set_result(None)
+        if event_id in self.refuse_at_broker:
+            acknowledged.set_exception(RecordTooLargeError())
+        else:
+            self.sent.append(event_id)
+            acknowledged.set_result(None)
         return acknowledged
 
 
@@ -77,6 +89,26 @@ async def test_published_rows_are_marked_and_not_published_again(
     assert await relay.publish_batch() == 0
     assert producer.sent == ["e-1", "e-2"]
     assert await unsent(database) == []
+
+
+async def test_rows_kafka_refuses_for_good_are_parked_and_the_rest_still_go_out(
+    relay: OutboxRelay, database: Database, producer: AcknowledgingProducer
+) -> None:
+    for event_id in ("e-1", "too-big", "e-2", "refused", "e-3"):
+        await database.write(stage(event_id), name="stage")
+    producer.refuse_at_send.add("too-big")
+    producer.refuse_at_broker.add("refused")
+
+    assert await relay.publish_batch() == 5
+    await settle(relay)
+
+    assert producer.sent == ["e-1", "e-2", "e-3"]
+    assert await relay.publish_batch() == 0  # parked rows are not tried again
+    parked = select(outbox.c.event_id, outbox.c.park_reason).where(outbox.c.parked_at.is_not(None))
+    reasons = dict(await database.read(lambda c: c.execute(parked).all()))
+    assert reasons.keys() == {"too-big", "refused"}
+    assert reasons["too-big"].startswith("MessageSizeTooLargeError")
+    assert await unsent(database) == ["too-big", "refused"]  # never marked sent, never pruned
 
 
 async def test_rows_whose_mark_failed_are_published_again(

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC
+from shop_chassis.outbox import PERMANENT_REFUSALS
 from shop_devstack.procs import Process, StackError, free_port
 from shop_devstack.stack import Stack, Supervisor, grpc_serving
 
@@ -77,6 +78,25 @@ async def test_services_declared_the_topics_with_explicit_partitions(
         await admin.close()
     partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
     assert partitions == {ORDERS_TOPIC: 3, INVENTORY_TOPIC: 3}
+
+
+async def test_kafka_refuses_a_record_over_its_size_limit_as_the_relay_parks_for_good(
+    stack: Stack,
+) -> None:
+    topic = f"test.too-large.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        with pytest.raises(PERMANENT_REFUSALS):
+            await producer.send(topic, b"x" * 2_000_000, key=b"order-1")
+    finally:
+        await producer.stop()
 
 
 async def test_python_produces_to_and_consumes_from_kafka_with_headers(stack: Stack) -> None:

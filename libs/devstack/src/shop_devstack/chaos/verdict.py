@@ -60,7 +60,7 @@ class Check:
 @dataclass
 class Backlog:
     consumer_lag: dict[str, int]  # "group topic[partition]" -> messages not committed
-    outbox: dict[str, float]  # replica -> unsent rows
+    outbox: dict[str, float]  # replica -> unsent rows, and parked ones (Kafka refused them)
     dead_letters: dict[str, int]  # dlq topic -> records
 
     @property
@@ -105,9 +105,14 @@ async def backlog(stack: Stack) -> Backlog:
     for name in SERVICES:
         for replica in stack.replicas:
             metrics_port = stack.ports.replica(name, replica)[1]
-            value = await asyncio.to_thread(_gauge, metrics_port, "shop_outbox_backlog")
-            if value is not None:
-                outbox[stack.topology.instance_name(name, replica)] = value
+            instance = stack.topology.instance_name(name, replica)
+            for gauge, what in (
+                ("shop_outbox_backlog", ""),
+                ("shop_outbox_parked_rows", " parked"),
+            ):
+                value = await asyncio.to_thread(_gauge, metrics_port, gauge)
+                if value is not None:
+                    outbox[instance + what] = value
     return Backlog(lag, outbox, dead)
 
 
