@@ -18,7 +18,7 @@ from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 from shop_devstack.chaos.faults import Chaos, schedule
 from shop_devstack.chaos.load import Ledger, LoadClient
-from shop_devstack.chaos.verdict import Check, audit, settle
+from shop_devstack.chaos.verdict import Check, judge
 from shop_devstack.procs import StackError
 from shop_devstack.stack import TOPOLOGIES, Ports, Stack, Supervisor, repo_root, start_stack
 
@@ -70,15 +70,19 @@ async def chaos(topology_name: str, rate: float, gap: float, var_root: Path) -> 
             await asyncio.sleep(gap)
         stop_load.set()
         await load
-        last_fault = runner.now()
+        load_seconds = runner.now()
+        since_last_fault = load_seconds - runner.records[-1].lifted_at
         say("[chaos] load stopped; waiting for the system to settle …")
-        settled, settle_seconds = await settle(stack, SETTLE_WITHIN)
-        checks = [*await audit(stack, ledger, initial), settled]
+        checks, settle_seconds = await judge(
+            stack, ledger, initial, max(SETTLE_WITHIN - since_last_fault, 0.0)
+        )
         stop_supervising.set()
         await supervising
         report = _report(run_id, topology_name, rate, runner, ledger, checks, supervisor)
-        report["settle_seconds"] = settle_seconds
-        report["load_seconds"] = last_fault
+        report["load_seconds"] = round(load_seconds, 1)
+        report["settled_seconds_after_load"] = (
+            None if settle_seconds is None else round(settle_seconds, 1)
+        )
         (var_dir / "verdict.json").write_text(json.dumps(report, indent=2) + "\n")
         _print(report, var_dir / "verdict.json")
         return 0 if report["ok"] else 1
@@ -155,6 +159,9 @@ def _print(report: dict[str, Any], path: Path) -> None:
         if check["breaches"] > len(check["examples"]):
             say(f"        … {check['breaches']} in all")
     say("")
+    settled = report["settled_seconds_after_load"]
+    if settled is not None:
+        say(f"all checks passed {settled:.1f} s after the load stopped")
     say(f"verdict: {'nothing lost' if report['ok'] else 'BREACH'}  ({path})")
 
 
