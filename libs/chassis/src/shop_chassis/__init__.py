@@ -1,5 +1,6 @@
 """What every shop service shares, each concern in one module.
 
+registry     - the services, their ports and who calls whom: the one list
 settings     - configuration from environment variables, failing fast
 logging      - structlog setup (JSON or console), Faust's stdlib logs routed through it
 telemetry    - OpenTelemetry tracer provider, instrumentation, Kafka process spans, exemplars
