@@ -16,4 +16,5 @@ outbox       - transactional outbox table, staging events, the relay to Kafka
 events       - consuming protobuf events: dedupe, retries, dead letters
 retention    - pruning sent outbox rows and old dedupe records on a schedule
 service      - `run_service`, which wires all of the above for one service process
+container    - the image's commands: run a service by name, probe its gRPC health
 """
