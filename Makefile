@@ -71,7 +71,7 @@ test-e2e: install ## End-to-end tests: the three services on real Kafka, Jaeger,
 
 .PHONY: deploy-check
 deploy-check: install ## Validate deploy/ offline: helm lint + template, kubeconform, the Compose file, tests/deploy
-	deploy/bootstrap.sh helm kubeconform k8s-schemas compose-spec
+	deploy/bootstrap.sh helm kubeconform k8s-schemas compose-config
 	deploy/check.sh
 
 .PHONY: deploy-files

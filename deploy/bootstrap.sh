@@ -6,7 +6,7 @@
 #   deploy/bootstrap.sh [component ...]     components: python kafka jaeger jaeger-ui
 #                                           prometheus grpcurl ghz buf postgres
 #                                           benchtools chromium helm kubeconform
-#                                           k8s-schemas compose-spec (default: all)
+#                                           k8s-schemas compose-config (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,13 +60,12 @@ install_kafka() {
   link "$dir/libs" "$tools/kafka-libs"
 }
 
-go_install() {  # go_install <name> <package> <version> [<name go gives the binary>]
+go_install() {  # go_install <name> <package> <version>
   need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
-  local name=$1 pkg=$2 version=$3 built=${4:-$1} dir=$cache/$1-$3
+  local name=$1 pkg=$2 version=$3 dir=$cache/$1-$3
   if [ ! -x "$dir/$name" ]; then
     say "building $name $version with the Go toolchain (first time only; a few minutes)"
     GOBIN="$dir" go install "$pkg@$version"
-    if [ "$built" != "$name" ]; then mv "$dir/$built" "$dir/$name"; fi
   fi
   link "$dir/$name" "$tools/bin/$name"
 }
@@ -167,6 +166,26 @@ install_benchtools() {
   link "$dir/ghz-html" "$tools/bin/ghz-html"
 }
 
+install_compose_config() {
+  # deploy/compose/config: `docker compose config` without an engine, i.e. compose-go's
+  # LoadProject (the Compose Specification's reference loader, used by Docker Compose v2).
+  # Keyed by the pinned compose-go version and a hash of the module's sources, like benchtools.
+  need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
+  local src=$root/deploy/compose/config hash dir
+  grep -q "github.com/compose-spec/compose-go/v2 $COMPOSE_GO_VERSION" "$src/go.mod" \
+    || die "deploy/compose/config/go.mod does not pin compose-go $COMPOSE_GO_VERSION (deploy/versions.env)"
+  hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+  dir=$cache/compose-config-$COMPOSE_GO_VERSION-$hash
+  if [ ! -x "$dir/compose-config" ]; then
+    say "building compose-config (compose-go $COMPOSE_GO_VERSION) into $dir (first time only)"
+    mkdir -p "$dir"
+    (cd "$src" && go build -trimpath -o "$dir/compose-config.tmp" .)
+    mv "$dir/compose-config.tmp" "$dir/compose-config"
+  fi
+  link "$dir/compose-config" "$tools/bin/compose-config"
+}
+
 install_k8s_schemas() {
   # Kubernetes' JSON schemas for kubeconform, offline: kubeconform fetches them from GitHub
   # by default, so we take the ones the PyPI package kubernetes-validate ships (generated from
@@ -265,7 +284,7 @@ install_postgres() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-spec)
+[ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-config)
 for c in "${components[@]}"; do
   case $c in
     python) install_python ;;
@@ -282,9 +301,7 @@ for c in "${components[@]}"; do
     helm) go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" ;;
     kubeconform) go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
     k8s-schemas) install_k8s_schemas ;;
-    # The Compose Specification's reference loader (the library Docker Compose v2 reads files
-    # with) and its validating command, which needs no container engine.
-    compose-spec) go_install compose-spec github.com/compose-spec/compose-go/v2/cmd "$COMPOSE_GO_VERSION" cmd ;;
-    *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-spec)" ;;
+    compose-config) install_compose_config ;;
+    *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-config)" ;;
   esac
 done

@@ -5,10 +5,10 @@
 #   - helm lint and helm template of deploy/helm/shop with the default, production-like and
 #     existing-Kafka values,
 #   - the rendered manifests against Kubernetes' JSON schemas (kubeconform, strict),
-#   - deploy/compose/compose.yaml through the Compose Specification's own loader,
+#   - deploy/compose/compose.yaml loaded as `docker compose config` loads it (compose-go),
 #   - the tests in tests/deploy (what the chart and the Compose file say, and that the
 #     validators above do reject broken input).
-# Tools: deploy/bootstrap.sh helm kubeconform k8s-schemas compose-spec (Makefile does it).
+# Tools: deploy/bootstrap.sh helm kubeconform k8s-schemas compose-config (Makefile does it).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,9 +45,8 @@ step "kubeconform $KUBECONFORM_VERSION: the manifests against Kubernetes $KUBERN
   -skip Kafka,KafkaNodePool,KafkaTopic,ServiceMonitor \
   "$out/default.yaml" "$out/production.yaml" "$out/existing-kafka.yaml"
 
-step "compose-spec (compose-go $COMPOSE_GO_VERSION): deploy/compose/compose.yaml"
-# From the file's folder, as `docker compose -f` takes it for the project directory.
-(cd deploy/compose && "$root/$bin/compose-spec" --format json compose.yaml) >"$out/compose.json"
+step "compose-config (compose-go $COMPOSE_GO_VERSION): deploy/compose/compose.yaml"
+"$bin/compose-config" deploy/compose/compose.yaml >"$out/compose.json"
 echo "deploy/compose/compose.yaml: valid ($(.venv/bin/python -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["services"]))' "$out/compose.json") services)"
 
 step "tests/deploy"

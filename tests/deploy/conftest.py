@@ -32,7 +32,7 @@ def tool(name: str) -> str:
     if not path.exists():
         pytest.fail(
             f"{path} is missing: run `make deploy-check` (it bootstraps helm, kubeconform,"
-            " the Kubernetes schemas and compose-spec)"
+            " the Kubernetes schemas and compose-config)"
         )
     return str(path)
 
@@ -75,9 +75,9 @@ def of_kind(manifests: Manifests, kind: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def compose() -> dict[str, Any]:
-    """deploy/compose/compose.yaml as Compose's own loader resolves it (anchors merged,
-    paths made absolute), from the file's folder as `docker compose -f` does."""
-    result = run([tool("compose-spec"), "--format", "json", "compose.yaml"], cwd=COMPOSE_DIR)
+    """deploy/compose/compose.yaml as `docker compose config` resolves it (anchors merged,
+    paths made absolute from the file's folder), by compose-go's LoadProject."""
+    result = run([tool("compose-config"), str(COMPOSE_DIR / "compose.yaml")])
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(result.stdout)
     return loaded
