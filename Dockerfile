@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# One image for every shop service; SHOP_SERVICE (or the first argument) picks which one runs:
+# One image for every shop service; SHOP_SERVICE picks which one runs (and which one the
+# health check asks):
 #   docker build -t shop:dev .
 #   docker run -e SHOP_SERVICE=orders -e KAFKA_BOOTSTRAP_SERVERS=... shop:dev
 # Never built here (no container engine on this project's machines): `make deploy-check`
