@@ -15,7 +15,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: bootstrap
-bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger + UI, Prometheus, grpcurl, ghz, buf, PostgreSQL, Chromium)
+bootstrap: ## Install every tool (uv, Python deps, Kafka, Jaeger + UI, Prometheus, grpcurl, ghz, buf, PostgreSQL, Chromium, helm, kubeconform)
 	deploy/bootstrap.sh
 
 .venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) deploy/versions.env
@@ -53,11 +53,11 @@ chaos: install ## Faults under load on a stack of its own, then a verdict: [TOPO
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres benchtools chromium
-	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests loadtest/tests
+	$(PY) -m pytest libs/chassis/tests libs/devstack/tests services tests loadtest/tests --ignore=tests/deploy
 
 .PHONY: test-unit
 test-unit: install ## Unit tests only (no Kafka, no database server)
-	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit libs/devstack/tests/unit loadtest/tests/unit tests/deploy
+	$(PY) -m pytest services/*/tests/unit libs/chassis/tests/unit libs/devstack/tests/unit loadtest/tests/unit tests/bootstrap
 
 .PHONY: test-integration
 test-integration: install ## Integration tests: platform, make run, repositories and budgets on SQLite + PostgreSQL
@@ -68,6 +68,27 @@ test-integration: install ## Integration tests: platform, make run, repositories
 test-e2e: install ## End-to-end tests: the three services on real Kafka, Jaeger, Prometheus
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz benchtools chromium
 	$(PY) -m pytest tests/e2e
+
+.PHONY: deploy-check
+deploy-check: install ## Validate deploy/ offline: helm lint + template, kubeconform, the Compose file, tests/deploy
+	deploy/bootstrap.sh helm kubeconform k8s-schemas compose-config
+	deploy/check.sh
+
+.PHONY: deploy-files
+deploy-files: install ## Regenerate the service lists in deploy/ (Compose, Helm values, targets) from the registry
+	$(PY) -m shop_devstack.deploy_files
+
+COMPOSE := docker compose -f deploy/compose/compose.yaml
+
+.PHONY: compose-up
+compose-up: ## Build the image and start the stack on Docker Compose (needs Docker Engine with Compose v2)
+	@docker compose version >/dev/null 2>&1 || { echo "compose-up needs Docker Engine with the Compose v2 plugin (docker compose); none here"; exit 2; }
+	$(COMPOSE) up --build --detach --wait
+
+.PHONY: compose-down
+compose-down: ## Stop and remove the Compose stack and its data
+	@docker compose version >/dev/null 2>&1 || { echo "compose-down needs Docker Engine with the Compose v2 plugin (docker compose); none here"; exit 2; }
+	$(COMPOSE) down --remove-orphans
 
 .PHONY: demo
 demo: install ## Place a few orders against a running `make run` and print what happened

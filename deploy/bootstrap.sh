@@ -5,7 +5,8 @@
 #
 #   deploy/bootstrap.sh [component ...]     components: python kafka jaeger jaeger-ui
 #                                           prometheus grpcurl ghz buf postgres
-#                                           benchtools chromium (default: all)
+#                                           benchtools chromium helm kubeconform
+#                                           k8s-schemas compose-config (default: all)
 #
 # Sourced (`source deploy/bootstrap.sh`), it only defines its functions: the tests call them.
 set -euo pipefail
@@ -24,11 +25,11 @@ need() {  # need <command> <how to get it>
 }
 link() { ln -sfn "$1" "$2"; }
 
-install_python() {
+install_uv() {  # the venv uv lives in; its pip also fetches wheels for other components
   need python3 "Install Python 3.11+ (Debian: apt-get install python3 python3-venv)."
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "python3 is $(python3 -V 2>&1); 3.11 or newer is needed."
-  local uvdir=$cache/uv-$UV_VERSION
+  uvdir=$cache/uv-$UV_VERSION
   if [ ! -f "$uvdir/.complete" ]; then
     say "installing uv $UV_VERSION from PyPI into $uvdir"
     rm -rf "$uvdir"
@@ -37,6 +38,10 @@ install_python() {
     touch "$uvdir/.complete"
   fi
   link "$uvdir/bin/uv" "$tools/bin/uv"
+}
+
+install_python() {
+  install_uv
   say "syncing the Python workspace (.venv) from uv.lock"
   (cd "$root" && UV_PYTHON_DOWNLOADS=never "$tools/bin/uv" sync --locked --all-packages \
       --python python3 --quiet)
@@ -163,6 +168,87 @@ install_benchtools() {
   link "$dir/ghz-html" "$tools/bin/ghz-html"
 }
 
+install_compose_config() {
+  # deploy/compose/config: `docker compose config` without an engine, i.e. compose-go's
+  # LoadProject (the Compose Specification's reference loader, used by Docker Compose v2).
+  # Keyed by the pinned compose-go version and a hash of the module's sources, like benchtools.
+  need go "Install Go 1.25+ (https://go.dev/doc/install or Debian's golang-go)."
+  local src=$root/deploy/compose/config hash dir
+  grep -q "github.com/compose-spec/compose-go/v2 $COMPOSE_GO_VERSION" "$src/go.mod" \
+    || die "deploy/compose/config/go.mod does not pin compose-go $COMPOSE_GO_VERSION (deploy/versions.env)"
+  hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+  dir=$cache/compose-config-$COMPOSE_GO_VERSION-$hash
+  if [ ! -x "$dir/compose-config" ]; then
+    say "building compose-config (compose-go $COMPOSE_GO_VERSION) into $dir (first time only)"
+    mkdir -p "$dir"
+    (cd "$src" && go build -trimpath -o "$dir/compose-config.tmp" .)
+    mv "$dir/compose-config.tmp" "$dir/compose-config"
+  fi
+  link "$dir/compose-config" "$tools/bin/compose-config"
+}
+
+install_k8s_schemas() {
+  # Kubernetes' JSON schemas for kubeconform, offline: kubeconform fetches them from GitHub
+  # by default, so we take the ones the PyPI package kubernetes-validate ships (generated from
+  # Kubernetes' OpenAPI), pinned by version and sha256, and keep the Kubernetes version we
+  # validate against. Their references point at https://kubernetes.io/api/_definitions.json
+  # (kubernetes-validate maps that to its folder); they are rewritten to the file beside them,
+  # so kubeconform's file loader resolves them and nothing is fetched.
+  local dir=$cache/kubernetes-json-schema-$KUBERNETES_VALIDATE_VERSION-$KUBERNETES_SCHEMA_VERSION-local-refs
+  if [ ! -f "$dir/.complete" ]; then
+    install_uv
+    local tmp wheel
+    tmp=$(mktemp -d)
+    say "fetching Kubernetes $KUBERNETES_SCHEMA_VERSION JSON schemas (kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI) into $dir"
+    "$uvdir/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      -d "$tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    wheel=$(ls "$tmp"/kubernetes_validate-*.whl)
+    printf '%s  %s\n' "$KUBERNETES_VALIDATE_SHA256" "$wheel" | sha256sum --check --quiet \
+      || die "$(basename "$wheel") does not match KUBERNETES_VALIDATE_SHA256 in deploy/versions.env"
+    rm -rf "$dir" && mkdir -p "$dir"
+    python3 - "$wheel" "$dir" "$KUBERNETES_SCHEMA_VERSION" <<'PY'
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+wheel, dest, version = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+prefix = "kubernetes_validate/kubernetes-json-schema/"
+wanted = (f"{prefix}v{version}-local/", f"{prefix}v{version}-local-strict/")
+shared = "/api/_definitions.json#"
+
+
+def local_refs(node):
+    if isinstance(node, dict):
+        node.pop("$id", None)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(shared):
+            node["$ref"] = "_definitions.json#" + ref[len(shared):]
+        for value in node.values():
+            local_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            local_refs(value)
+
+
+with zipfile.ZipFile(wheel) as archive:
+    names = [n for n in archive.namelist() if n.startswith(wanted) and n.endswith(".json")]
+    if not names:
+        sys.exit(f"kubernetes-validate has no schemas for Kubernetes {version}")
+    for name in names:
+        schema = json.loads(archive.read(name))
+        local_refs(schema)
+        target = dest / name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(schema))
+PY
+    rm -rf "$tmp"
+    touch "$dir/.complete"
+  fi
+  link "$dir" "$tools/kubernetes-json-schema"
+}
+
 apt_install() {  # apt_install <package> <what to do without apt>
   command -v apt-get >/dev/null 2>&1 || die "$1 is missing and apt-get is not available: $2."
   [ "$(id -u)" = 0 ] || die "$1 is missing; install it as root: apt-get update && apt-get install -y $1"
@@ -210,7 +296,7 @@ install_postgres() {
 
 main() {
   local components=("$@") c
-  [ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)
+  [ ${#components[@]} -gt 0 ] || components=(python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-config)
   for c in "${components[@]}"; do
     case $c in
       python) install_python ;;
@@ -224,7 +310,11 @@ main() {
       buf) go_install buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION" ;;
       postgres) install_postgres ;;
       benchtools) install_benchtools ;;
-      *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium)" ;;
+      helm) go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" ;;
+      kubeconform) go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
+      k8s-schemas) install_k8s_schemas ;;
+      compose-config) install_compose_config ;;
+      *) die "unknown component '$c' (python kafka jaeger jaeger-ui prometheus grpcurl ghz buf postgres benchtools chromium helm kubeconform k8s-schemas compose-config)" ;;
     esac
   done
 }

@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shop_chassis.registry import SERVICES
+
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 HEALTH_CALL = "grpc.health.v1.Health/Check"
-SERVICE_OF = {
-    "shop.orders.v1.OrderService": "orders",
-    "shop.inventory.v1.InventoryService": "inventory",
-    "shop.notifier.v1.NotifierService": "notifier",
-}
+SERVICE_OF = {service.api: service.name for service in SERVICES}
 # What a run does when --profiles is not given: every shape but the long soak and the
 # CI smoke test (call profiles run inside the shapes).
 DEFAULT_PROFILES = (

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shop_chassis.registry import names
+
 from loadtest.results import Row
 from loadtest.slo import Verdict
 
-SERVICES = ("orders", "inventory", "notifier")
+SERVICES = names()
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -21,7 +23,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def results_table(rows: Sequence[Row]) -> list[str]:
     header = (
         f"{'profile':<15}{'call':<27}{'rps':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}"
-        f"{'errors':>7}{'x py':>7}{'x go':>7}  CPU ms/req orders/inventory/notifier"
+        f"{'errors':>7}{'x py':>7}{'x go':>7}  CPU ms/req {'/'.join(SERVICES)}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -142,7 +144,7 @@ def markdown(data: dict[str, Any], charts: Sequence[str]) -> str:
         f" SLO file `{data['slo_file']}`. Verdict: **{'PASS' if data['passed'] else 'FAIL'}**.",
         "",
         "| profile | call | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | errors"
-        " | x py anchor | x go anchor | CPU ms/req (orders / inventory / notifier) |",
+        f" | x py anchor | x go anchor | CPU ms/req ({' / '.join(SERVICES)}) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in data["results"]:

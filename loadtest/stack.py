@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+from shop_chassis.registry import SERVICES
 from shop_devstack.stack import Ports, grpc_serving
 
 from loadtest.ghz import HOST
@@ -54,8 +55,9 @@ async def check_health(target: Target) -> None:
             f"the shop stack is not answering on {HOST}:\n"
             + "\n".join(problems)
             + "\nStart it with `make run` in another terminal, wait for the 'shop is up'"
-            " banner, then run the benchmark again. (Ports are read from ORDERS_GRPC_PORT,"
-            " INVENTORY_GRPC_PORT, NOTIFIER_GRPC_PORT and the *_METRICS_PORT variables.)"
+            " banner, then run the benchmark again. (Ports are read from"
+            f" {', '.join(f'{s.env_prefix}_GRPC_PORT' for s in SERVICES)}"
+            " and the *_METRICS_PORT variables.)"
         )
 
 

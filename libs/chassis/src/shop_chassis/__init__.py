@@ -1,5 +1,6 @@
 """What every shop service shares, each concern in one module.
 
+registry     - the services, their ports and who calls whom: the one list
 settings     - configuration from environment variables, failing fast
 logging      - structlog setup (JSON or console), Faust's stdlib logs routed through it
 telemetry    - OpenTelemetry tracer provider, instrumentation, Kafka process spans, exemplars
@@ -15,4 +16,5 @@ outbox       - transactional outbox table, staging events, the relay to Kafka
 events       - consuming protobuf events: dedupe, retries, dead letters
 retention    - pruning sent outbox rows and old dedupe records on a schedule
 service      - `run_service`, which wires all of the above for one service process
+container    - the image's commands: run a service by name, probe its gRPC health
 """

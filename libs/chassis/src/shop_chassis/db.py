@@ -394,6 +394,10 @@ def _begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Any fixed key will do: advisory locks are per database, and each service has its own.
+_MIGRATION_LOCK = 0x73686F70  # "shop"
+
+
 def run_migrations(target_metadata: MetaData) -> None:
     """The body of every service's alembic env.py: migrate with an engine of its own."""
     from alembic import context
@@ -402,6 +406,11 @@ def run_migrations(target_metadata: MetaData) -> None:
     assert url, "Database.migrate sets sqlalchemy.url"
 
     def upgrade(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Replicas that start together (a Deployment's pods) migrate one after another:
+            # the lock is held until this transaction commits, and the next one then finds
+            # the schema at head instead of creating the same tables again.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

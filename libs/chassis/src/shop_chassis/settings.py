@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-DEFAULT_GRPC_PORTS = {"orders": 50051, "inventory": 50052, "notifier": 50053}
-DEFAULT_METRICS_PORTS = {"orders": 9101, "inventory": 9102, "notifier": 9103}
+from shop_chassis.registry import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS
 
 
 class SettingsError(ValueError):

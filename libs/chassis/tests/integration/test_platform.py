@@ -16,17 +16,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC
 from shop_chassis.outbox import PERMANENT_REFUSALS
+from shop_chassis.registry import SERVICES
 from shop_devstack.procs import Process, StackError, free_port
 from shop_devstack.stack import Stack, Supervisor, grpc_serving
 
 pytestmark = pytest.mark.integration
 
 GRPCURL = str(Path(__file__).parents[4] / ".tools" / "bin" / "grpcurl")
-APIS = {
-    "orders": "shop.orders.v1.OrderService",
-    "inventory": "shop.inventory.v1.InventoryService",
-    "notifier": "shop.notifier.v1.NotifierService",
-}
+APIS = {service.name: service.api for service in SERVICES}
 
 
 def grpcurl(*args: str) -> str:

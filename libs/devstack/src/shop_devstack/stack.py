@@ -21,10 +21,12 @@ from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from shop_chassis import registry
 
 from shop_devstack.procs import Process, ProcessSpec, StackError, free_port, port_in_use
 
-SERVICES = ("inventory", "orders", "notifier")  # start order: orders calls inventory
+# Start order from the registry: a service after the ones it calls (orders after inventory).
+SERVICES = tuple(service.name for service in registry.start_order())
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,8 @@ class Ports:
     jaeger_health: int = 13133
     prometheus: int = 9090
     postgres: int = 55432  # the cluster's; not 5432, where a system PostgreSQL may listen
-    grpc: dict[str, int] = field(
-        default_factory=lambda: {"orders": 50051, "inventory": 50052, "notifier": 50053}
-    )
-    metrics: dict[str, int] = field(
-        default_factory=lambda: {"orders": 9101, "inventory": 9102, "notifier": 9103}
-    )
+    grpc: dict[str, int] = field(default_factory=lambda: dict(registry.DEFAULT_GRPC_PORTS))
+    metrics: dict[str, int] = field(default_factory=lambda: dict(registry.DEFAULT_METRICS_PORTS))
     # Brokers and replicas after the first: by default at fixed offsets from the first's
     # ports (kafka-2 on 9094/9095, orders-2 on 50061/9111), free ports in a test stack.
     extra: dict[str, int] = field(default_factory=dict)

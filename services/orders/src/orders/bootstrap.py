@@ -9,9 +9,10 @@ from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop_chassis.db import DatabaseLifecycle, default_url, open_database
 from shop_chassis.kafka import ORDERS_TOPIC, ShopApp, declare_topic
 from shop_chassis.outbox import OutboxRelay
+from shop_chassis.registry import DEFAULT_GRPC_PORTS
 from shop_chassis.retention import Pruner
 from shop_chassis.service import ServiceParts
-from shop_chassis.settings import DEFAULT_GRPC_PORTS, Env, ServiceSettings
+from shop_chassis.settings import Env, ServiceSettings
 
 from orders.adapters.inventory_client import InventoryClient
 from orders.adapters.repository import SqlUnitOfWork
