@@ -532,6 +532,26 @@ class Stack:
         ]
 
 
+def _read_state(path: Path) -> list[dict[str, Any]]:
+    try:
+        entries: list[dict[str, Any]] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return entries
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class Supervisor:
     """Starts specs in order, each only after the previous one is ready; stops in reverse.
 
@@ -549,13 +569,27 @@ class Supervisor:
         self._restarting: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self.state_file = var_dir / "processes.json"
+        self._owned: set[str] = set()  # names of every process this supervisor started
 
     def _write_state(self) -> None:
-        """What runs now, for other commands (`make status`): name, pid, restarts."""
-        state = [
+        """What runs now, for other commands (`make status`): name, pid, restarts.
+
+        Supervisors can share a var dir (a test session starts the platform with one and
+        the services with another): each keeps its own entries and leaves the others' in
+        place, unless their process is gone (left behind by a supervisor that was killed).
+        """
+        others = [
+            entry
+            for entry in _read_state(self.state_file)
+            if entry["name"] not in self._owned and _alive(entry["pid"])
+        ]
+        state = others + [
             {"name": p.name, "pid": p.pid, "up": not p.exited, "restarts": p.restarts}
             for p in self.running
         ]
+        if not state:
+            self.state_file.unlink(missing_ok=True)
+            return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=2) + "\n")
@@ -576,6 +610,7 @@ class Supervisor:
             spec, len(self.running), self.out, self.var_dir / "logs" / f"{spec.name}.log"
         )
         self.running.append(process)
+        self._owned.add(spec.name)
         return process
 
     async def start(self, spec: ProcessSpec) -> Process:
@@ -679,7 +714,7 @@ class Supervisor:
             for process, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     print(f"{process.name}: stopping failed: {result!r}", file=sys.stderr)
-        self.state_file.unlink(missing_ok=True)
+        self._write_state()
         self._stopping = False
 
 
