@@ -22,7 +22,14 @@ from typing import Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shop_devstack.procs import Process, ProcessSpec, StackError, free_port, port_in_use
+from shop_devstack.procs import (
+    Process,
+    ProcessSpec,
+    StackError,
+    as_is,
+    free_port,
+    port_in_use,
+)
 
 SERVICES = ("inventory", "orders", "notifier")  # start order: orders calls inventory
 
@@ -562,9 +569,12 @@ class Supervisor:
     MAX_BACKOFF = 30.0
     STABLE_AFTER = 60.0  # up this long before dying: the next restart waits 1 s again
 
-    def __init__(self, var_dir: Path, out: TextIO | None) -> None:
+    def __init__(
+        self, var_dir: Path, out: TextIO | None, render: Callable[[str], str] = as_is
+    ) -> None:
         self.var_dir = var_dir
         self.out = out
+        self.render = render  # how the processes' lines are shown on `out`
         self.running: list[Process] = []
         self._restarting: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -607,7 +617,11 @@ class Supervisor:
 
     def _process(self, spec: ProcessSpec) -> Process:
         process = Process(
-            spec, len(self.running), self.out, self.var_dir / "logs" / f"{spec.name}.log"
+            spec,
+            len(self.running),
+            self.out,
+            self.var_dir / "logs" / f"{spec.name}.log",
+            self.render,
         )
         self.running.append(process)
         self._owned.add(spec.name)
