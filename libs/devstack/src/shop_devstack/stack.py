@@ -167,6 +167,25 @@ class Ports:
             ports.metrics[name] = _env_port(f"{name.upper()}_METRICS_PORT", ports.metrics[name])
         return ports
 
+    def as_env(self) -> dict[str, str]:
+        """The variables `from_env` reads, set to these ports: for commands run against a
+        stack on other ports (a test's)."""
+        env = {
+            "KAFKA_PORT": self.kafka,
+            "KAFKA_CONTROLLER_PORT": self.kafka_controller,
+            "JAEGER_UI_PORT": self.jaeger_ui,
+            "JAEGER_OTLP_GRPC_PORT": self.jaeger_otlp_grpc,
+            "JAEGER_OTLP_HTTP_PORT": self.jaeger_otlp_http,
+            "JAEGER_QUERY_GRPC_PORT": self.jaeger_query_grpc,
+            "JAEGER_HEALTH_PORT": self.jaeger_health,
+            "PROMETHEUS_PORT": self.prometheus,
+            "POSTGRES_PORT": self.postgres,
+        }
+        for name in SERVICES:
+            env[f"{name.upper()}_GRPC_PORT"] = self.grpc[name]
+            env[f"{name.upper()}_METRICS_PORT"] = self.metrics[name]
+        return {key: str(value) for key, value in env.items()}
+
 
 async def _http_ok(url: str) -> bool:
     def get() -> bool:
