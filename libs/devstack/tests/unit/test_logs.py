@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shop_devstack.logs import LogFolder, LogLine, Selection, parse
+from shop_devstack.logs import LogFolder, LogLine, Selection, parse, readable
 
 TRACE = "0a63f8cb45fe8df893411cdc1367847e"
 OTHER_TRACE = "6cda33a2985b76512d1db3c675c2ca5f"
@@ -138,3 +139,15 @@ def test_a_log_emptied_and_written_again_is_read_from_its_start(tmp_path: Path) 
     log.write_text(service_line("new run", "2026-11-30T22:00:01Z") + "\n")
 
     assert [line.message for line in folder.read()] == ["new run"]
+
+
+def test_make_run_shows_a_service_line_readable_and_other_lines_as_they_are() -> None:
+    text = service_line("order_confirmed", "2026-11-30T21:23:35.639278Z", TRACE, order_id=ORDER)
+    kafka = "[2026-11-30 21:22:06,224] WARN [QuorumController id=1] activation (org.x)"
+
+    shown = re.sub(r"\033\[[\d;]*m", "", readable(text))
+
+    assert re.fullmatch(
+        rf"\d\d:\d\d:\d\d\.\d{{3}} +INFO  order_confirmed order_id={ORDER} trace_id={TRACE}", shown
+    ), shown
+    assert readable(kafka) == kafka
