@@ -316,7 +316,8 @@ def _since(text: str) -> datetime:
     return moment if moment.tzinfo else moment.astimezone()
 
 
-def _colours_wanted(out: TextIO) -> bool:
+def colours_wanted(out: TextIO) -> bool:
+    """Colours on a terminal, unless NO_COLOR is set (no-color.org)."""
     return out.isatty() and "NO_COLOR" not in os.environ
 
 
@@ -383,7 +384,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     selection = Selection(wanted, args.level, args.id.strip().lower() if args.id else None)
-    palette = Palette(args.format == "text" and _colours_wanted(sys.stdout))
+    palette = Palette(args.format == "text" and colours_wanted(sys.stdout))
     palette.order = _process_order(stack.var_dir)
 
     def write(line: LogLine) -> None:

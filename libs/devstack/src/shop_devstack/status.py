@@ -34,6 +34,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shop_devstack.logs import colours_wanted
 from shop_devstack.prometheus import Prometheus, Series
 from shop_devstack.running import add_location_arguments, locate
 from shop_devstack.stack import SERVICES, Stack
@@ -457,7 +458,7 @@ def _metric_tables(figures: dict[str, list[Series]], judge: Judge) -> list[Table
 
 
 async def status(stack: Stack, rules: list[AlertRule], watch: float | None) -> int:
-    colours = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    colours = colours_wanted(sys.stdout)
     cpu = CpuMeter()
     while True:
         shot = await snapshot(stack, rules, cpu, colours)

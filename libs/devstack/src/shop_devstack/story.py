@@ -26,7 +26,7 @@ import grpc
 from shop.notifier.v1 import notifier_pb2
 from shop.orders.v1 import orders_pb2
 
-from shop_devstack.logs import LogFolder, LogLine, Palette, Selection, render
+from shop_devstack.logs import LogFolder, LogLine, Palette, Selection, colours_wanted, render
 from shop_devstack.prometheus import Prometheus
 from shop_devstack.running import add_location_arguments, locate
 from shop_devstack.stack import SERVICES, Stack
@@ -226,5 +226,5 @@ def main(argv: list[str]) -> int:
     parser.add_argument("order_id", help="the order's id (a UUID)")
     add_location_arguments(parser)
     args = parser.parse_args(argv)
-    colours = sys.stdout.isatty()
+    colours = colours_wanted(sys.stdout)
     return asyncio.run(story(locate(args.var_dir), args.order_id.strip().lower(), colours))
