@@ -82,6 +82,13 @@ def _iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _postgres_time(moment: str, zone: str) -> datetime:
+    """In its log_timezone: UTC, or else (an abbreviation) this machine's zone."""
+    if zone == "UTC":
+        return datetime.strptime(moment, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return _local(moment, "%Y-%m-%d %H:%M:%S.%f")
+
+
 # (pattern, how its `time` group reads); each has the groups time, level and message.
 _FORMATS: list[tuple[re.Pattern[str], Callable[[str], datetime]]] = [
     # Kafka (log4j): [2026-11-30 21:22:06,224] WARN message (logger)
@@ -105,10 +112,10 @@ _FORMATS: list[tuple[re.Pattern[str], Callable[[str], datetime]]] = [
     # PostgreSQL: 2026-11-30 21:22:06.224 UTC [123] LOG:  message
     (
         re.compile(
-            r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC) \[\d+\] "
+            r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ [A-Z]+) \[\d+\] "
             r"(?P<level>[A-Z]+):\s+(?P<message>.*)$"
         ),
-        lambda t: datetime.strptime(t, "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=UTC),
+        lambda t: _postgres_time(*t.rsplit(" ", 1)),
     ),
     # Go's standard logger (Jaeger's first line): 2026/11/30 21:22:12 message
     (
