@@ -17,7 +17,6 @@ import asyncio
 import secrets
 import sys
 import time
-import urllib.error
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -105,7 +104,7 @@ def _bucket_line(prometheus: Prometheus, trace: Trace) -> str:
                 for s in prometheus.query(f"count by (le) ({LATENCY})", time.time())
             }
         )
-    except (OSError, urllib.error.URLError) as error:
+    except OSError as error:
         return (
             f"CreateOrder latency: Prometheus does not answer at {prometheus.url} ({error}){said}"
         )
@@ -132,92 +131,110 @@ def _short(operation: str) -> str:
 
 
 async def _notifications(shop: Shop, order_id: str) -> list[str]:
-    reply = await shop.notifier.ListNotifications(
-        notifier_pb2.ListNotificationsRequest(order_id=order_id), timeout=5, metadata=UNTRACED
-    )
-    return [
+    try:
+        reply = await shop.notifier.ListNotifications(
+            notifier_pb2.ListNotificationsRequest(order_id=order_id), timeout=5, metadata=UNTRACED
+        )
+    except grpc.aio.AioRpcError as error:
+        return [f"notifications: the notifier does not answer ({error.code().name})"]
+    found = sorted(reply.notifications, key=lambda n: n.create_time.ToDatetime())
+    return [f"notifications ({len(found)}):" if found else "notifications: none"] + [
         f"  {_local(n.create_time.ToDatetime(UTC))}"
         f"  {notifier_pb2.NotificationKind.Name(n.kind).removeprefix('NOTIFICATION_KIND_')}"
         f"  {n.message}"
-        for n in sorted(reply.notifications, key=lambda n: n.create_time.ToDatetime())
+        for n in found
     ]
 
 
-async def story(stack: Stack, order_id: str, colours: bool) -> int:
+async def _read_order(stack: Stack, order_id: str) -> tuple[orders_pb2.Order, list[str]] | int:
+    """The order and its notifications, or the exit status when there is none to read."""
     shop = Shop({name: f"127.0.0.1:{stack.ports.grpc[name]}" for name in SERVICES})
     address = f"127.0.0.1:{stack.ports.grpc['orders']}"
     try:
-        try:
-            order = await shop.orders.GetOrder(
-                orders_pb2.GetOrderRequest(order_id=order_id), timeout=5, metadata=UNTRACED
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                print(f"no order {order_id} in orders at {address}")
-                return NOT_FOUND
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                print(f"{order_id!r} is not an order id: {error.details()}")
-                return NOT_FOUND
-            print(
-                f"orders does not answer at {address} ({error.code().name}): is the stack"
-                " running? Start it with `make run`."
-            )
-            return NO_STACK
-        try:
-            notes = await _notifications(shop, order_id)
-        except grpc.aio.AioRpcError as error:
-            notes = [f"  (the notifier does not answer: {error.code().name})"]
+        order = await shop.orders.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=order_id), timeout=5, metadata=UNTRACED
+        )
+        return order, await _notifications(shop, order_id)
+    except grpc.aio.AioRpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            print(f"no order {order_id} in orders at {address}")
+            return NOT_FOUND
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            print(f"{order_id!r} is not an order id: {error.details()}")
+            return NOT_FOUND
+        print(
+            f"orders does not answer at {address} ({error.code().name}): is the stack"
+            " running? Start it with `make run`."
+        )
+        return NO_STACK
     finally:
         await shop.close()
-    print("\n".join(_order_lines(order)))
 
+
+async def _traces(
+    traces: list[Trace], lines: list[LogLine], jaeger: str, prometheus: Prometheus, colours: bool
+) -> list[str]:
+    """A section per trace, oldest first: waterfall, link, CreateOrder's bucket, log lines."""
+    palette = Palette(colours)
+
+    def shown(found: list[LogLine]) -> str:
+        if not found:
+            return "log lines: none"
+        rows = "\n".join(f"  {render(line, palette, with_trace=False)}" for line in found)
+        return f"log lines ({len(found)}):\n{rows}"
+
+    sections = []
+    for number, trace in enumerate(sorted(traces, key=lambda t: t.start), 1):
+        title = ", ".join(_short(root) for root in trace.roots)
+        section = [
+            f"── {number}. {title}  {_local(trace.start)}  trace {trace.id}",
+            waterfall(trace.raw),
+            f"in Jaeger: {trace_url(trace.id, jaeger)}",
+        ]
+        if CREATE_ORDER in trace.roots:
+            section.append(await asyncio.to_thread(_bucket_line, prometheus, trace))
+        section.append(shown([line for line in lines if line.trace_id == trace.id]))
+        sections.append("\n".join(section))
+    elsewhere = [line for line in lines if line.trace_id not in {t.id for t in traces}]
+    if elsewhere:
+        sections.append(f"── log lines of the order in no trace Jaeger has\n{shown(elsewhere)}")
+    return sections
+
+
+async def story(stack: Stack, order_id: str, colours: bool) -> int:
+    read = await _read_order(stack, order_id)
+    if isinstance(read, int):
+        return read
+    order, notifications = read
+    parts = ["\n".join(_order_lines(order))]
     jaeger = f"http://127.0.0.1:{stack.ports.jaeger_ui}"
     prometheus = Prometheus(stack.ports.prometheus)
     try:
         traces = [Trace(t) for t in await asyncio.to_thread(find_order_traces, order_id, jaeger)]
-    except (OSError, urllib.error.URLError) as error:
-        print(f"\nJaeger does not answer at {jaeger} ({error}): no traces, only log lines")
+    except OSError as error:
+        parts.append(f"Jaeger does not answer at {jaeger} ({error}): no traces, only log lines")
         traces = []
-
     logs = stack.var_dir / "logs"
-    selection = Selection(id=order_id, trace_ids={t.id for t in traces})
-    lines = selection.choose(LogFolder(logs).read()) if logs.is_dir() else []
-    palette = Palette(colours)
-
-    def show(found: list[LogLine]) -> str:
-        if not found:
-            return "log lines: none"
-        shown = "\n".join(f"  {render(line, palette, with_trace=False)}" for line in found)
-        return f"log lines ({len(found)}):\n{shown}"
-
-    for number, trace in enumerate(sorted(traces, key=lambda t: t.start), 1):
-        title = ", ".join(_short(root) for root in trace.roots)
-        print(f"\n── {number}. {title}  {_local(trace.start)}  trace {trace.id}")
-        print(waterfall(trace.raw))
-        print(f"in Jaeger: {trace_url(trace.id, jaeger)}")
-        if CREATE_ORDER in trace.roots:
-            print(await asyncio.to_thread(_bucket_line, prometheus, trace))
-        print(show([line for line in lines if line.trace_id == trace.id]))
-    elsewhere = [line for line in lines if line.trace_id not in {t.id for t in traces}]
-    if elsewhere:
-        print(f"\n── log lines of the order in no trace Jaeger has\n{show(elsewhere)}")
-    if not logs.is_dir():
-        print(f"\n(no logs in {logs})")
-
-    print(f"\nnotifications ({len(notes)}):" if notes else "\nnotifications: none")
-    print("\n".join(notes))
-    created = order.create_time.ToDatetime(UTC)
+    if logs.is_dir():
+        selection = Selection(id=order_id, trace_ids={t.id for t in traces})
+        lines = selection.choose(LogFolder(logs).read())
+    else:
+        parts.append(f"no logs in {logs}")
+        lines = []
+    parts += await _traces(traces, lines, jaeger, prometheus, colours)
+    parts.append("\n".join(notifications))
     latency = prometheus.graph_url(
         [f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}[1m])))"],
         range_input="30m",
-        end=(created + timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M:%S"),
+        end=(order.create_time.ToDatetime() + timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M:%S"),
         exemplars=True,
     )
-    print(
-        "\nlinks:"
+    parts.append(
+        "links:"
         f"\n  every trace of the order in Jaeger: {order_search_url(order_id, jaeger)}"
         f"\n  CreateOrder p99 around its creation, with exemplars: {latency}"
     )
+    print("\n\n".join(parts))
     return 0
 
 
