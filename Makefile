@@ -138,3 +138,18 @@ clean-cache: ## Also remove the per-user tool cache (next bootstrap downloads/bu
 trace: install ## Print a trace as a waterfall: make trace ID=<trace id or order id>
 	@test -n "$(ID)" || { echo "usage: make trace ID=<trace id or order id>"; exit 2; }
 	$(PY) -m shop_devstack trace "$(ID)"
+
+.PHONY: story
+story: install ## Everything about one order: state, traces, every service's log lines, notifications: make story ID=<order id>
+	@test -n "$(ID)" || { echo "usage: make story ID=<order id>"; exit 2; }
+	@$(PY) -m shop_devstack story "$(ID)"
+
+.PHONY: logs
+logs: install ## Follow every process's log, merged: [SERVICE=orders,kafka] [LEVEL=warning] [ID=<trace or order id>] [FORMAT=json] [SINCE=10m] [FOLLOW=0]
+	@$(PY) -m shop_devstack logs $(if $(SERVICE),--service "$(SERVICE)") $(if $(LEVEL),--level "$(LEVEL)") \
+	  $(if $(ID),--id "$(ID)") $(if $(FORMAT),--format "$(FORMAT)") $(if $(SINCE),--since "$(SINCE)") \
+	  $(if $(filter 0 no false,$(FOLLOW)),--no-follow)
+
+.PHONY: status
+status: install ## Processes, health, RED per method, lag, outbox, dead letters, coloured by the alerts; non-zero when red: [WATCH=1]
+	@$(PY) -m shop_devstack status $(if $(filter-out 0 no false,$(WATCH)),--watch)

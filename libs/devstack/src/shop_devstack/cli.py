@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 from shop_devstack.chaos.run import main as chaos_main
 from shop_devstack.demo import main as demo_main
-from shop_devstack.procs import StackError
+from shop_devstack.logs import main as logs_main
+from shop_devstack.logs import readable
+from shop_devstack.procs import StackError, as_is
 from shop_devstack.profile import main as profile_main
+from shop_devstack.prometheus import Prometheus
+from shop_devstack.running import default_var_dir
 from shop_devstack.stack import (
     SERVICES,
     Ports,
     Stack,
     Supervisor,
     Topology,
-    repo_root,
     start_stack,
     topology_from_env,
 )
+from shop_devstack.status import main as status_main
+from shop_devstack.story import main as story_main
 from shop_devstack.trace import show
 
 # The RED recording rules, one graph each: requests/s, error ratio, p99 latency.
@@ -33,13 +36,6 @@ RED_RULES = (
     "shop:grpc_server_errors:ratio_rate5m",
     "shop:grpc_server_handling_seconds:p99_5m",
 )
-
-
-def prometheus_red_graph_url(port: int) -> str:
-    panels: dict[str, str] = {}
-    for index, rule in enumerate(RED_RULES):
-        panels |= {f"g{index}.expr": rule, f"g{index}.tab": "0", f"g{index}.range_input": "15m"}
-    return f"http://127.0.0.1:{port}/graph?{urllib.parse.urlencode(panels, safe=':')}"
 
 
 def _jaeger_line(ports: Ports, ui_assets: Path | None) -> str:
@@ -86,11 +82,14 @@ def _banner(stack: Stack, seconds: float) -> str:
         *infra,
         _jaeger_line(ports, stack.jaeger_ui_assets),
         f"  prometheus  http://127.0.0.1:{ports.prometheus}",
-        f"              RED graphs: {prometheus_red_graph_url(ports.prometheus)}",
+        f"              RED graphs: {Prometheus(ports.prometheus).graph_url(list(RED_RULES))}",
         "",
         "Try:",
         "  make demo                        (a few orders, then the link to one's trace)",
         "  make trace ID=<order id>         (its traces as a waterfall, with UI links)",
+        "  make story ID=<order id>         (its state, traces, log lines and notifications)",
+        "  make logs                        (every process's log, merged; SERVICE= LEVEL= ID=)",
+        "  make status                      (processes, health, RED, lag, outbox; WATCH=1)",
         f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['orders']} list",
         f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['inventory']} grpc.health.v1.Health/Check",
         f"  .tools/bin/grpcurl -plaintext -d '{{}}' 127.0.0.1:{g['inventory']}"
@@ -103,21 +102,18 @@ def _banner(stack: Stack, seconds: float) -> str:
 async def run(var_dir: Path, topology: Topology) -> int:
     started = time.monotonic()
     stack = Stack(var_dir, Ports.from_env(), topology=topology)
-    supervisor = Supervisor(var_dir, sys.stdout)
+    # The services write JSON lines (they see a pipe), which is what var/logs keeps for
+    # `make logs` and `make story`; a terminal shows them readable.
+    supervisor = Supervisor(var_dir, sys.stdout, readable if sys.stdout.isatty() else as_is)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # Readable lines on a terminal (the services see a pipe, not the TTY), else JSON.
-    log_format = (
-        {} if "LOG_FORMAT" in os.environ or not sys.stdout.isatty() else {"LOG_FORMAT": "console"}
-    )
     try:
         starting = asyncio.ensure_future(
             start_stack(
                 stack,
                 supervisor,
-                log_format,
                 announce=lambda names: print(f"[run] starting {names} …", flush=True),
             )
         )
@@ -155,11 +151,22 @@ def main() -> None:
     sub.add_parser("demo", help="place a few orders against the running system")
     sub.add_parser("profile", help="a py-spy flame graph of a running service under load")
     sub.add_parser("chaos", help="faults under load on a stack of its own, then a verdict")
+    sub.add_parser("story", help="one order's state, traces, log lines and notifications")
+    sub.add_parser("logs", help="the running stack's logs, merged and filtered")
+    sub.add_parser("status", help="processes, health, RED metrics, lag, outbox, dead letters")
     args, rest = parser.parse_known_args()
-    if args.command == "profile":
-        sys.exit(profile_main(rest))
-    if args.command == "chaos":
-        sys.exit(chaos_main(rest))
+    commands = {
+        "profile": profile_main,
+        "chaos": chaos_main,
+        "story": story_main,
+        "logs": logs_main,
+        "status": status_main,
+    }
+    if args.command in commands:
+        try:
+            sys.exit(commands[args.command](rest))
+        except StackError as exc:
+            sys.exit(f"error: {exc}")
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
@@ -170,6 +177,5 @@ def main() -> None:
         topology = topology_from_env()
     except StackError as exc:
         sys.exit(f"[run] error: {exc}")
-    default_var = repo_root() / ("var" if topology.name == "single" else f"var/{topology.name}")
-    var_dir = (args.var_dir or default_var).resolve()
+    var_dir = (args.var_dir or default_var_dir(topology)).resolve()
     sys.exit(asyncio.run(run(var_dir, topology)))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.parse
 import uuid
 
 import grpc
@@ -12,7 +10,7 @@ from shop.orders.v1 import orders_pb2
 
 from shop_devstack.stack import Ports, grpc_serving
 from shop_devstack.testing import Shop, error_details, eventually
-from shop_devstack.trace import find_order_traces, trace_url
+from shop_devstack.trace import find_order_traces, order_search_url, trace_url
 
 CREATE_ORDER = "/shop.orders.v1.OrderService/CreateOrder"
 
@@ -85,10 +83,8 @@ async def demo() -> int:
             print(f"  CreateOrder in Jaeger: {trace_url(trace_id, jaeger)}")
         except (AssertionError, OSError):
             print(f"  (Jaeger at {jaeger} has not shown its CreateOrder trace yet)")
-        tags = urllib.parse.quote(
-            json.dumps({"shop.order_id": order.order_id}, separators=(",", ":"))
-        )
-        print(f"  all of the order's traces: {jaeger}/search?service=orders&tags={tags}")
+        print(f"  all of the order's traces: {order_search_url(order.order_id, jaeger)}")
+        print(f"  everything about it: make story ID={order.order_id}")
         return 0
     finally:
         await shop.close()

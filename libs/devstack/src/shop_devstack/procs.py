@@ -18,7 +18,7 @@ from typing import TextIO
 
 Probe = Callable[[], Awaitable[bool]]
 
-_COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93"]
+COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93"]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -59,12 +59,24 @@ class ProcessSpec:
     signal_group: bool = True  # False: the stop signal goes to the process alone
 
 
+def as_is(line: str) -> str:
+    return line
+
+
 class Process:
-    def __init__(self, spec: ProcessSpec, index: int, out: TextIO | None, log_file: Path) -> None:
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        index: int,
+        out: TextIO | None,
+        log_file: Path,
+        render: Callable[[str], str] = as_is,
+    ) -> None:
         self.spec = spec
         self._out = out
         self._log_file = log_file
-        colour = _COLOURS[index % len(_COLOURS)]
+        self._render = render  # how a line of output is shown on `out` (the log file has it raw)
+        colour = COLOURS[index % len(COLOURS)]
         self._prefix = (
             f"\033[{colour}m{spec.name:<10}|\033[0m "
             if out and out.isatty()
@@ -135,10 +147,14 @@ class Process:
                     continue
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
-                    self._out.write(self._prefix + line.decode(errors="replace") + "\n")
+                    self._out.write(
+                        self._prefix + self._render(line.decode(errors="replace")) + "\n"
+                    )
                 self._out.flush()
             if pending and self._out is not None:
-                self._out.write(self._prefix + pending.decode(errors="replace") + "\n")
+                self._out.write(
+                    self._prefix + self._render(pending.decode(errors="replace")) + "\n"
+                )
 
     @property
     def exited(self) -> bool:

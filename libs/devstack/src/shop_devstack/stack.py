@@ -23,7 +23,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shop_chassis import registry
 
-from shop_devstack.procs import Process, ProcessSpec, StackError, free_port, port_in_use
+from shop_devstack.procs import (
+    Process,
+    ProcessSpec,
+    StackError,
+    as_is,
+    free_port,
+    port_in_use,
+)
 
 # Start order from the registry: a service after the ones it calls (orders after inventory).
 SERVICES = tuple(service.name for service in registry.start_order())
@@ -157,6 +164,25 @@ class Ports:
             ports.grpc[name] = _env_port(f"{name.upper()}_GRPC_PORT", ports.grpc[name])
             ports.metrics[name] = _env_port(f"{name.upper()}_METRICS_PORT", ports.metrics[name])
         return ports
+
+    def as_env(self) -> dict[str, str]:
+        """The variables `from_env` reads, set to these ports: for commands run against a
+        stack on other ports (a test's)."""
+        env = {
+            "KAFKA_PORT": self.kafka,
+            "KAFKA_CONTROLLER_PORT": self.kafka_controller,
+            "JAEGER_UI_PORT": self.jaeger_ui,
+            "JAEGER_OTLP_GRPC_PORT": self.jaeger_otlp_grpc,
+            "JAEGER_OTLP_HTTP_PORT": self.jaeger_otlp_http,
+            "JAEGER_QUERY_GRPC_PORT": self.jaeger_query_grpc,
+            "JAEGER_HEALTH_PORT": self.jaeger_health,
+            "PROMETHEUS_PORT": self.prometheus,
+            "POSTGRES_PORT": self.postgres,
+        }
+        for name in SERVICES:
+            env[f"{name.upper()}_GRPC_PORT"] = self.grpc[name]
+            env[f"{name.upper()}_METRICS_PORT"] = self.metrics[name]
+        return {key: str(value) for key, value in env.items()}
 
 
 async def _http_ok(url: str) -> bool:
@@ -530,6 +556,26 @@ class Stack:
         ]
 
 
+def _read_state(path: Path) -> list[dict[str, Any]]:
+    try:
+        entries: list[dict[str, Any]] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return entries
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class Supervisor:
     """Starts specs in order, each only after the previous one is ready; stops in reverse.
 
@@ -540,20 +586,37 @@ class Supervisor:
     MAX_BACKOFF = 30.0
     STABLE_AFTER = 60.0  # up this long before dying: the next restart waits 1 s again
 
-    def __init__(self, var_dir: Path, out: TextIO | None) -> None:
+    def __init__(
+        self, var_dir: Path, out: TextIO | None, render: Callable[[str], str] = as_is
+    ) -> None:
         self.var_dir = var_dir
         self.out = out
+        self.render = render  # how the processes' lines are shown on `out`
         self.running: list[Process] = []
         self._restarting: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self.state_file = var_dir / "processes.json"
+        self._owned: set[str] = set()  # names of every process this supervisor started
 
     def _write_state(self) -> None:
-        """What runs now, for other commands (`make status`): name, pid, restarts."""
-        state = [
+        """What runs now, for other commands (`make status`): name, pid, restarts.
+
+        Supervisors can share a var dir (a test session starts the platform with one and
+        the services with another): each keeps its own entries and leaves the others' in
+        place, unless their process is gone (left behind by a supervisor that was killed).
+        """
+        others = [
+            entry
+            for entry in _read_state(self.state_file)
+            if entry["name"] not in self._owned and _alive(entry["pid"])
+        ]
+        state = others + [
             {"name": p.name, "pid": p.pid, "up": not p.exited, "restarts": p.restarts}
             for p in self.running
         ]
+        if not state:
+            self.state_file.unlink(missing_ok=True)
+            return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=2) + "\n")
@@ -571,9 +634,14 @@ class Supervisor:
 
     def _process(self, spec: ProcessSpec) -> Process:
         process = Process(
-            spec, len(self.running), self.out, self.var_dir / "logs" / f"{spec.name}.log"
+            spec,
+            len(self.running),
+            self.out,
+            self.var_dir / "logs" / f"{spec.name}.log",
+            self.render,
         )
         self.running.append(process)
+        self._owned.add(spec.name)
         return process
 
     async def start(self, spec: ProcessSpec) -> Process:
@@ -677,7 +745,7 @@ class Supervisor:
             for process, result in zip(group, results, strict=True):
                 if isinstance(result, BaseException):
                     print(f"{process.name}: stopping failed: {result!r}", file=sys.stderr)
-        self.state_file.unlink(missing_ok=True)
+        self._write_state()
         self._stopping = False
 
 

@@ -32,6 +32,12 @@ def trace_url(trace_id: str, base: str | None = None) -> str:
     return f"{base or jaeger_url()}/trace/{trace_id}"
 
 
+def order_search_url(order_id: str, base: str | None = None) -> str:
+    """The Jaeger UI's search for every trace of an order."""
+    tags = urllib.parse.quote(json.dumps({"shop.order_id": order_id}, separators=(",", ":")))
+    return f"{base or jaeger_url()}/search?service=orders&tags={tags}"
+
+
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)

@@ -13,28 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shop_devstack.stack import SERVICES, Ports, repo_root
+from shop_devstack.stack import Ports, repo_root
 
 pytestmark = pytest.mark.integration
 
 VAR = repo_root() / "var" / "test" / "run-command"
-
-
-def port_env(ports: Ports) -> dict[str, str]:
-    env = {
-        "KAFKA_PORT": ports.kafka,
-        "KAFKA_CONTROLLER_PORT": ports.kafka_controller,
-        "JAEGER_UI_PORT": ports.jaeger_ui,
-        "JAEGER_OTLP_GRPC_PORT": ports.jaeger_otlp_grpc,
-        "JAEGER_OTLP_HTTP_PORT": ports.jaeger_otlp_http,
-        "JAEGER_QUERY_GRPC_PORT": ports.jaeger_query_grpc,
-        "JAEGER_HEALTH_PORT": ports.jaeger_health,
-        "PROMETHEUS_PORT": ports.prometheus,
-    }
-    for name in SERVICES:
-        env[f"{name.upper()}_GRPC_PORT"] = ports.grpc[name]
-        env[f"{name.upper()}_METRICS_PORT"] = ports.metrics[name]
-    return {key: str(value) for key, value in env.items()}
 
 
 def run_command(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -63,7 +46,7 @@ def processes_using(folder: Path) -> list[str]:
 @pytest.fixture
 def running() -> Iterator[tuple[subprocess.Popen[str], dict[str, str], list[str]]]:
     shutil.rmtree(VAR, ignore_errors=True)
-    env = port_env(Ports.free())
+    env = Ports.free().as_env()
     first = run_command(env)
     output: list[str] = []
     deadline = time.monotonic() + 150

@@ -84,3 +84,34 @@ async def test_stopping_everything_also_stops_a_frozen_process(tmp_path: Path) -
 
     assert frozen.exited and all(peer.exited for peer in peers)
     assert frozen.returncode == -signal.SIGTERM
+
+
+async def test_supervisors_sharing_a_var_dir_each_keep_their_own_entries(tmp_path: Path) -> None:
+    platform = Supervisor(tmp_path, out=None)
+    services = Supervisor(tmp_path, out=None)
+    kafka = await platform.start(sleeper("kafka"))
+    orders = await services.start(sleeper("orders"))
+
+    def listed() -> dict[str, int]:
+        return {e["name"]: e["pid"] for e in json.loads(platform.state_file.read_text())}
+
+    try:
+        assert listed() == {"kafka": kafka.pid, "orders": orders.pid}
+        await services.stop_all()
+        assert listed() == {"kafka": kafka.pid}
+    finally:
+        await services.stop_all()
+        await platform.stop_all()
+    assert not platform.state_file.exists()
+
+
+async def test_entries_of_a_supervisor_that_died_are_dropped(tmp_path: Path) -> None:
+    gone = {"name": "kafka", "pid": 2**22 + 1, "up": True, "restarts": 0}  # above pid_max
+    (tmp_path / "processes.json").write_text(json.dumps([gone]))
+    supervisor = Supervisor(tmp_path, out=None)
+    try:
+        orders = await supervisor.start(sleeper("orders"))
+        state = json.loads(supervisor.state_file.read_text())
+        assert [(e["name"], e["pid"]) for e in state] == [("orders", orders.pid)]
+    finally:
+        await supervisor.stop_all()
