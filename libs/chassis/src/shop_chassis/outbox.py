@@ -23,12 +23,8 @@ from typing import Any
 
 import faust
 import structlog
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTopicError,
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka.errors import CorruptRecordException, InvalidTopicError, MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from mode import Service
@@ -74,12 +70,16 @@ backlog_rows = Gauge("shop_outbox_backlog", "Outbox rows not yet acknowledged by
 
 # Refusals no retry can change: the record is too large, corrupt, or its topic name invalid.
 # (Not KafkaTimeoutError, non-"retriable" to aiokafka but what an outage looks like here.)
-PERMANENT_REFUSALS = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    InvalidTopicError,
-    CorruptRecordException,
-)
+PERMANENT_REFUSALS = (MessageSizeTooLargeError, InvalidTopicError, CorruptRecordException)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """Kafka's refusal from the delivery, or from the send, where Faust wraps it."""
+    if isinstance(exc, ProducerSendError):
+        exc = exc.__cause__ or exc
+    return isinstance(exc, PERMANENT_REFUSALS)
+
+
 oldest_unsent_age = Gauge(
     "shop_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 if none)"
 )
@@ -287,7 +287,9 @@ class OutboxRelay(Service):
                         ("content-type", CONTENT_TYPE),
                     ],
                 )
-            except PERMANENT_REFUSALS as exc:  # refused before it left (e.g. over max size)
+            except Exception as exc:
+                if not refused_for_good(exc):  # refused before it left (e.g. over max size)
+                    raise
                 refused.append((row, exc))
                 continue
             finally:
@@ -298,10 +300,10 @@ class OutboxRelay(Service):
         for row, delivery in deliveries:
             try:
                 await asyncio.wait_for(delivery, 30)
-            except PERMANENT_REFUSALS as exc:
-                refused.append((row, exc))
-                continue
             except Exception as exc:
+                if refused_for_good(exc):
+                    refused.append((row, exc))
+                    continue
                 failure = exc
                 publish_failures_total.labels(row.topic).inc()
                 break

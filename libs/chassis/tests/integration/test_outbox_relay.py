@@ -11,7 +11,8 @@ from typing import Any, cast
 
 import faust
 import pytest
-from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 from shop.events.v1 import events_pb2
 from shop_chassis.db import Database, PostgresDatabase, open_database
 from shop_chassis.outbox import OutboxRelay, add_event, outbox_table
@@ -23,8 +24,8 @@ outbox = outbox_table(metadata)
 
 class AcknowledgingProducer:
     """Acknowledges every send at once, and remembers the event ids in order; refuses the
-    ids in `refuse_at_send` as aiokafka does a record over its size limit, and fails the
-    delivery of those in `refuse_at_broker` as a broker refusing a record does."""
+    ids in `refuse_at_send` as Faust's producer does a record over the client's size limit,
+    and fails the delivery of those in `refuse_at_broker` as a broker refusing one does."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
@@ -34,10 +35,11 @@ class AcknowledgingProducer:
     async def send(self, topic: str, **kwargs: Any) -> asyncio.Future[None]:
         event_id = dict(kwargs["headers"])["event-id"].decode()
         if event_id in self.refuse_at_send:
-            raise MessageSizeTooLargeError("The message is 2097240 bytes when serialized")
+            refusal = MessageSizeTooLargeError("The message is 2097240 bytes when serialized")
+            raise ProducerSendError(f"Error while sending: {refusal!r}") from refusal
         acknowledged = asyncio.get_running_loop().create_future()
         if event_id in self.refuse_at_broker:
-            acknowledged.set_exception(RecordTooLargeError())
+            acknowledged.set_exception(MessageSizeTooLargeError())
         else:
             self.sent.append(event_id)
             acknowledged.set_result(None)
@@ -107,7 +109,8 @@ async def test_rows_kafka_refuses_for_good_are_parked_and_the_rest_still_go_out(
     parked = select(outbox.c.event_id, outbox.c.park_reason).where(outbox.c.parked_at.is_not(None))
     reasons = dict(await database.read(lambda c: c.execute(parked).all()))
     assert reasons.keys() == {"too-big", "refused"}
-    assert reasons["too-big"].startswith("MessageSizeTooLargeError")
+    assert reasons["too-big"].startswith("ProducerSendError")
+    assert "MessageSizeTooLargeError" in reasons["too-big"]
     assert await unsent(database) == ["too-big", "refused"]  # never marked sent, never pruned
 
 

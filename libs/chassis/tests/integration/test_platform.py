@@ -14,9 +14,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC
-from shop_chassis.outbox import PERMANENT_REFUSALS
+from shop_chassis.kafka import INVENTORY_TOPIC, ORDERS_TOPIC, create_app
+from shop_chassis.outbox import refused_for_good
 from shop_chassis.registry import SERVICES
+from shop_chassis.settings import ServiceSettings
 from shop_devstack.procs import Process, StackError, free_port
 from shop_devstack.stack import Stack, Supervisor, grpc_serving
 
@@ -77,8 +78,8 @@ async def test_services_declared_the_topics_with_explicit_partitions(
     assert partitions == {ORDERS_TOPIC: 3, INVENTORY_TOPIC: 3}
 
 
-async def test_kafka_refuses_a_record_over_its_size_limit_as_the_relay_parks_for_good(
-    stack: Stack,
+async def test_the_services_producer_refuses_an_oversized_record_as_the_relay_parks_for_good(
+    stack: Stack, tmp_path: Path
 ) -> None:
     topic = f"test.too-large.{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
@@ -87,11 +88,23 @@ async def test_kafka_refuses_a_record_over_its_size_limit_as_the_relay_parks_for
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    settings = ServiceSettings.from_env(
+        "orders",
+        {"KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap, "SHOP_VAR_DIR": str(tmp_path)},
+    )
+    producer = create_app(settings).producer  # the one the outbox relay sends through
     await producer.start()
     try:
-        with pytest.raises(PERMANENT_REFUSALS):
-            await producer.send(topic, b"x" * 2_000_000, key=b"order-1")
+        with pytest.raises(Exception) as refusal:
+            await producer.send(
+                topic,
+                key=b"order-1",
+                value=b"x" * 2_000_000,
+                partition=None,
+                timestamp=None,
+                headers=[],
+            )
+        assert refused_for_good(refusal.value), repr(refusal.value)
     finally:
         await producer.stop()
 
