@@ -15,15 +15,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+from shop_chassis.tls import TlsFiles
 
-from shop_devstack.stack import Stack
+from shop_devstack.stack import Stack, open_channel
 
 T = TypeVar("T")
 
 
 class Shop:
-    def __init__(self, addresses: dict[str, str]) -> None:
-        self._channels = {name: grpc.aio.insecure_channel(a) for name, a in addresses.items()}
+    """The three services' stubs; over mutual TLS with `tls` (a client certificate)."""
+
+    def __init__(self, addresses: dict[str, str], tls: TlsFiles | None = None) -> None:
+        self._channels = {
+            name: open_channel(address, tls, server_name=name)
+            for name, address in addresses.items()
+        }
         self.orders = orders_pb2_grpc.OrderServiceStub(self._channels["orders"])
         self.inventory = inventory_pb2_grpc.InventoryServiceStub(self._channels["inventory"])
         self.notifier = notifier_pb2_grpc.NotifierServiceStub(self._channels["notifier"])
