@@ -92,7 +92,10 @@ def make_ca(now: datetime.datetime) -> Issued:
 
 
 def subject_alternative_names(name: str) -> list[x509.GeneralName]:
-    """What a service's certificate is valid for: its name, localhost and 127.0.0.1."""
+    """What a service's certificate is valid for: its name, localhost and 127.0.0.1. The
+    client's names only itself (its usage forbids serving; verifiers want a name)."""
+    if name == CLIENT:
+        return [x509.DNSName(CLIENT)]
     return [x509.DNSName(name), x509.DNSName("localhost"), x509.IPAddress(LOOPBACK)]
 
 
@@ -134,11 +137,8 @@ def issue(ca: Issued, name: str, now: datetime.datetime) -> Issued:
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
+        .add_extension(x509.SubjectAlternativeName(subject_alternative_names(name)), critical=False)
     )
-    if name != CLIENT:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(subject_alternative_names(name)), critical=False
-        )
     return Issued(name, builder.sign(ca.key, hashes.SHA256()), key)
 
 
@@ -200,22 +200,16 @@ def _usable_leaf(leaf: Issued, ca: Issued, now: datetime.datetime) -> bool:
     certificate = leaf.certificate
     try:
         certificate.verify_directly_issued_by(ca.certificate)
-        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        names = (
-            []
-            if leaf.name == CLIENT
-            else list(
-                certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            )
-        )
+        extensions = certificate.extensions
+        usages = list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        names = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound):
         return False
-    wanted_names = [] if leaf.name == CLIENT else subject_alternative_names(leaf.name)
     return (
         _matches(leaf)
         and _lasts(certificate, now)
-        and list(usages) == extended_key_usages(leaf.name)
-        and names == wanted_names
+        and usages == extended_key_usages(leaf.name)
+        and names == subject_alternative_names(leaf.name)
     )
 
 
