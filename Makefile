@@ -36,7 +36,7 @@ $(STAMP): $(PROTOS) .venv/.synced
 	touch $(GEN)/shop/py.typed $@
 
 .PHONY: certs
-certs: install ## Local CA + a certificate per service and a client one for SHOP_TLS=1, in var/certs (those missing)
+certs: install ## Local CA and certificates for SHOP_TLS=1 in var/certs (makes those missing)
 	$(PY) -m shop_devstack certs
 
 .PHONY: run
