@@ -35,8 +35,12 @@ $(STAMP): $(PROTOS) .venv/.synced
 	find $(GEN)/shop -type d -exec touch {}/__init__.py \;
 	touch $(GEN)/shop/py.typed $@
 
+.PHONY: certs
+certs: install ## Local CA and certificates for SHOP_TLS=1 in var/certs (makes those missing)
+	$(PY) -m shop_devstack certs
+
 .PHONY: run
-run: install ## Start Kafka, Jaeger, Prometheus and the three services; Ctrl-C stops all
+run: install ## Start Kafka, Jaeger, Prometheus and the three services (SHOP_TLS=1: mutual TLS); Ctrl-C stops all
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl
 	$(PY) -m shop_devstack run
 

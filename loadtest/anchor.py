@@ -3,6 +3,10 @@
 `python -m loadtest.anchor --port N` is the grpc.aio anchor: Health/Check on one event loop,
 no interceptors, no reflection. The Go anchor (.tools/bin/health-anchor, grpc-go with
 GOMAXPROCS=1) is the ceiling of the box. Both bind 127.0.0.1 on a free port.
+
+When the bench runs with SHOP_TLS=1 the anchors serve mutual TLS too, so a ratio compares
+like with like: with a CA and certificates of their own in the run folder (`anchor-certs/`,
+the same kind of keys as `make certs` makes), never the stack's CA key.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from shop_chassis.tls import TlsFiles, files_in
+from shop_devstack.certs import ensure_certs
 from shop_devstack.procs import free_port
 from shop_devstack.stack import grpc_serving
 
 from loadtest.ghz import HOST
 
 START_TIMEOUT_S = 20.0
+ANCHOR = "anchor"  # the name in the anchors' certificate
 
 
 class AnchorError(Exception):
@@ -37,14 +44,18 @@ class AnchorError(Exception):
 class Anchor:
     name: str  # "python" or "go"
     address: str
+    tls: TlsFiles | None = None  # what a client shows it (None: plaintext)
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, tls: TlsFiles | None) -> None:
     server = grpc.aio.server()
     health = health_aio.HealthServicer()
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    server.add_insecure_port(f"{HOST}:{port}")
+    if tls is None:
+        server.add_insecure_port(f"{HOST}:{port}")
+    else:
+        server.add_secure_port(f"{HOST}:{port}", tls.server_credentials())
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -60,6 +71,7 @@ async def _start(
     argv: list[str],
     env: dict[str, str],
     address: str,
+    tls: TlsFiles | None,
 ) -> Anchor:
     process = await asyncio.create_subprocess_exec(
         *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL
@@ -70,25 +82,34 @@ async def _start(
         if process.returncode is not None:
             raise AnchorError(f"the {name} anchor exited with {process.returncode}")
         with contextlib.suppress(grpc.aio.AioRpcError, OSError):
-            if await grpc_serving(address):
-                return Anchor(name, address)
+            if await grpc_serving(address, tls):
+                return Anchor(name, address, tls)
         await asyncio.sleep(0.2)
     raise AnchorError(f"the {name} anchor did not serve on {address} in {START_TIMEOUT_S:g}s")
 
 
 @contextlib.asynccontextmanager
-async def anchors(go_binary: Path | None) -> AsyncIterator[list[Anchor]]:
-    """Starts the Python anchor (and the Go one unless `go_binary` is None); stops them."""
+async def anchors(go_binary: Path | None, tls_dir: Path | None) -> AsyncIterator[list[Anchor]]:
+    """Starts the Python anchor (and the Go one unless `go_binary` is None), over mutual TLS
+    with certificates made in `tls_dir` when it is given; stops them."""
     processes: list[asyncio.subprocess.Process] = []
+    server_flags: list[str] = []
+    client: TlsFiles | None = None
+    if tls_dir is not None:
+        ensure_certs(tls_dir, [ANCHOR])
+        server = files_in(tls_dir, ANCHOR)
+        client = files_in(tls_dir, "client")
+        server_flags = [f"-cert={server.cert}", f"-key={server.key}", f"-ca={server.ca}"]
     try:
         port = free_port()
         started = [
             await _start(
                 processes,
                 "python",
-                [sys.executable, "-m", "loadtest.anchor", "--port", str(port)],
+                [sys.executable, "-m", "loadtest.anchor", "--port", str(port), *server_flags],
                 {},
                 f"{HOST}:{port}",
+                client,
             )
         ]
         if go_binary is not None:
@@ -97,9 +118,10 @@ async def anchors(go_binary: Path | None) -> AsyncIterator[list[Anchor]]:
                 await _start(
                     processes,
                     "go",
-                    [str(go_binary), "-address", f"{HOST}:{port}"],
+                    [str(go_binary), "-address", f"{HOST}:{port}", *server_flags],
                     {"GOMAXPROCS": "1"},
                     f"{HOST}:{port}",
+                    client,
                 )
             )
         yield started
@@ -117,7 +139,12 @@ async def anchors(go_binary: Path | None) -> AsyncIterator[list[Anchor]]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m loadtest.anchor", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    parser.add_argument("-cert", type=Path, help="serve mutual TLS with this certificate (PEM)")
+    parser.add_argument("-key", type=Path, help="its private key (PEM)")
+    parser.add_argument("-ca", type=Path, help="the CA client certificates must be signed by")
+    args = parser.parse_args()
+    tls = TlsFiles.read(args.ca, args.cert, args.key) if args.cert else None
+    asyncio.run(serve(args.port, tls))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shop_devstack.procs import StackError as PortsError
-from shop_devstack.stack import Ports
+from shop_devstack.stack import Ports, client_tls_from_env
 
 from loadtest import charts, ghz, notification, profiles, report, slo, telemetry_tax
 from loadtest.anchor import Anchor, AnchorError, anchors
@@ -57,18 +57,25 @@ def _with_data(job: Job, values: dict[str, str | list[str]]) -> Job:
 
 
 async def _run_together(
-    ctx: Context, jobs: Sequence[Job], address: str | None, stems: Sequence[Path]
+    ctx: Context, jobs: Sequence[Job], anchor: Anchor | None, stems: Sequence[Path]
 ) -> tuple[list[ghz.Outcome], list[float]]:
-    """Runs jobs at once (each after its start delay); returns outcomes and launch times."""
+    """Runs jobs at once (each after its start delay) against the stack, or their anchor
+    variants against `anchor`; returns outcomes and launch times."""
     launched = [0.0] * len(jobs)
 
     async def one(index: int, job: Job) -> ghz.Outcome:
         await asyncio.sleep(job.start_s)
         launched[index] = time.time()
-        if address is None:
-            return await ghz.run_job(job, ctx.target.grpc[job.service], stems[index], ctx.ghz_bin)
+        if anchor is None:
+            address = ctx.target.grpc[job.service]
+            return await ghz.run_job(job, address, stems[index], ctx.ghz_bin, ctx.target.tls)
         return await ghz.run(
-            job.anchor_config(PROTO_DIR), address, stems[index], ctx.ghz_bin, {"OK"}
+            job.anchor_config(PROTO_DIR),
+            anchor.address,
+            stems[index],
+            ctx.ghz_bin,
+            {"OK"},
+            anchor.tls,
         )
 
     outcomes = await asyncio.gather(*(one(i, job) for i, job in enumerate(jobs)))
@@ -85,7 +92,7 @@ async def _anchor_outcomes(
         for anchor in ctx.anchors:
             print(f"[anchor] {anchor.name}: the same settings against Health/Check", flush=True)
             stems = [_stem(ctx, profile.name, j.label, f"anchor-{anchor.name}") for j in jobs]
-            outcomes, _ = await _run_together(ctx, jobs, anchor.address, stems)
+            outcomes, _ = await _run_together(ctx, jobs, anchor, stems)
             measured.append(outcomes)
         ctx.anchor_cache[key] = measured
     return {a.name: o for a, o in zip(ctx.anchors, ctx.anchor_cache[key], strict=True)}
@@ -194,7 +201,10 @@ async def _telemetry_tax(ctx: Context, profile: Profile) -> list[Row]:
     try:
         async with telemetry_tax.untraced_orders(ctx.target, ctx.run_dir, ROOT) as untraced:
             order_id = await telemetry_tax.prepare_order(
-                untraced.address, ctx.sku, f"bench-untraced-{ctx.run_dir.name[-4:]}"
+                untraced.address,
+                ctx.sku,
+                f"bench-untraced-{ctx.run_dir.name[-4:]}",
+                ctx.target.tls,
             )
             # tracing on? -> (the job, the orders address, the order it reads, /metrics ports)
             sides = {
@@ -212,7 +222,7 @@ async def _telemetry_tax(ctx: Context, profile: Profile) -> list[Row]:
                 ),
             }
             for _, address, read, _ in sides.values():
-                await telemetry_tax.warm_up(address, read)
+                await telemetry_tax.warm_up(address, read, ctx.target.tls)
             for number, tracing in telemetry_tax.run_order(profile.telemetry_tax_rounds):
                 side_job, address, _, metrics_ports = sides[tracing]
                 side = "on" if tracing else "off"
@@ -224,7 +234,9 @@ async def _telemetry_tax(ctx: Context, profile: Profile) -> list[Row]:
                 )
                 stem = _stem(ctx, profile.name, job.label, f"tracing-{side}", f"round{number}")
                 async with Sampler(metrics_ports, profile.sample_every_s) as sampler:
-                    outcome = await ghz.run_job(side_job, address, stem, ctx.ghz_bin)
+                    outcome = await ghz.run_job(
+                        side_job, address, stem, ctx.ghz_bin, ctx.target.tls
+                    )
                 await ghz.render_html(ctx.ghz_html, stem)
                 measured[(number, tracing)] = outcome
                 labelled = Job(label, job.call_profile, side_job.config)
@@ -362,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def run(
     args: argparse.Namespace, chosen: list[Profile], rules: slo.Slo, run_dir: Path
 ) -> int:
-    target = Target.from_ports(Ports.from_env())
+    target = Target.from_ports(Ports.from_env(), client_tls_from_env())
     await check_health(target)
     print("[health] orders, inventory and notifier are SERVING")
     run_id = run_dir.name
@@ -379,7 +391,8 @@ async def run(
     rows: list[Row] = []
     sampled: dict[str, dict[str, dict[str, list[float]]]] = {}
     verdicts: list[slo.Verdict] = []
-    async with anchors(None if args.no_go_anchor else args.go_anchor) as started:
+    anchor_certs = run_dir / "anchor-certs" if target.tls else None
+    async with anchors(None if args.no_go_anchor else args.go_anchor, anchor_certs) as started:
         ctx = Context(
             run_dir, target, args.ghz, args.ghz_html, started, rules, values, sku=args.sku
         )

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shop_chassis.tls import TlsFiles
+
 from loadtest.profiles import Job, parse_duration
 
 HOST = "127.0.0.1"  # loopback only, whatever a profile file says
@@ -98,9 +100,18 @@ def read_report(report: dict[str, Any], expected: set[str]) -> Outcome:
     return outcome
 
 
-def _write_config(job_config: dict[str, Any], address: str, stem: Path) -> Path:
+def tls_options(tls: TlsFiles | None) -> dict[str, Any]:
+    """ghz's options for plaintext, or for mutual TLS (`--cacert --cert --key`)."""
+    if tls is None:
+        return {"insecure": True}
+    return {"insecure": False, "cacert": str(tls.ca), "cert": str(tls.cert), "key": str(tls.key)}
+
+
+def _write_config(
+    job_config: dict[str, Any], address: str, stem: Path, tls: TlsFiles | None
+) -> Path:
     config = dict(job_config)
-    config.update(host=address, insecure=True, format="json", output=f"{stem}.json")
+    config.update(host=address, format="json", output=f"{stem}.json", **tls_options(tls))
     path = Path(f"{stem}.ghz.json")
     path.write_text(json.dumps(config, indent=2) + "\n")
     Path(f"{stem}.json").unlink(missing_ok=True)
@@ -116,10 +127,16 @@ def _read_report(stem: Path, expected: set[str]) -> Outcome:
 
 
 async def run(
-    job_config: dict[str, Any], address: str, stem: Path, ghz: Path, expected: set[str]
+    job_config: dict[str, Any],
+    address: str,
+    stem: Path,
+    ghz: Path,
+    expected: set[str],
+    tls: TlsFiles | None = None,
 ) -> Outcome:
-    """Runs ghz with `job_config` against `address`; writes <stem>.ghz.json and <stem>.json."""
-    config_path = _write_config(job_config, address, stem)
+    """Runs ghz with `job_config` against `address` (over mutual TLS with `tls`); writes
+    <stem>.ghz.json and <stem>.json."""
+    config_path = _write_config(job_config, address, stem, tls)
     timeout_s = parse_duration(str(job_config.get("timeout", "20s")))
     limit = parse_duration(str(job_config["max-duration"])) + timeout_s + 60
     process = await asyncio.create_subprocess_exec(
@@ -143,8 +160,10 @@ async def run(
     return _read_report(stem, expected)
 
 
-async def run_job(job: Job, address: str, stem: Path, ghz: Path) -> Outcome:
-    return await run(job.config, address, stem, ghz, job.expected_statuses())
+async def run_job(
+    job: Job, address: str, stem: Path, ghz: Path, tls: TlsFiles | None = None
+) -> Outcome:
+    return await run(job.config, address, stem, ghz, job.expected_statuses(), tls)
 
 
 async def render_html(ghz_html: Path, stem: Path) -> None:

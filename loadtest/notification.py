@@ -80,8 +80,8 @@ async def measure(target: Target, plan: NotificationPlan) -> list[RateResult]:
     stream = _Stream()
     bound = WARM_UP_S + len(plan.rates) * (plan.seconds_per_rate + CREATE_TIMEOUT_S + plan.settle_s)
     async with (
-        grpc.aio.insecure_channel(target.grpc["orders"]) as orders_channel,
-        grpc.aio.insecure_channel(target.grpc["notifier"]) as notifier_channel,
+        target.channel("orders") as orders_channel,
+        target.channel("notifier") as notifier_channel,
     ):
         orders = orders_pb2_grpc.OrderServiceStub(orders_channel)
         notifier = notifier_pb2_grpc.NotifierServiceStub(notifier_channel)

@@ -7,10 +7,12 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
+from grpc.aio import Channel  # `grpc` inside Target is its field
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop_chassis.registry import SERVICES
-from shop_devstack.stack import Ports, grpc_serving
+from shop_chassis.tls import TlsFiles
+from shop_devstack.stack import Ports, grpc_serving, open_channel
 
 from loadtest.ghz import HOST
 
@@ -28,20 +30,25 @@ class Target:
     grpc: dict[str, str]  # service -> host:port
     metrics_ports: dict[str, int]
     kafka: str = f"{HOST}:9092"  # the bootstrap server a second orders process joins
+    tls: TlsFiles | None = None  # SHOP_TLS=1: the client certificate the bench shows
 
     @classmethod
-    def from_ports(cls, ports: Ports) -> Target:
+    def from_ports(cls, ports: Ports, tls: TlsFiles | None = None) -> Target:
         return cls(
             {n: f"{HOST}:{p}" for n, p in ports.grpc.items()},
             dict(ports.metrics),
             f"{HOST}:{ports.kafka}",
+            tls,
         )
+
+    def channel(self, service: str) -> Channel:
+        return open_channel(self.grpc[service], self.tls, server_name=service)
 
 
 async def check_health(target: Target) -> None:
     async def one(name: str, address: str) -> str | None:
         try:
-            if await grpc_serving(address):
+            if await grpc_serving(address, target.tls):
                 return None
             return f"  {name:<10} {address}: health check says NOT_SERVING"
         except grpc.aio.AioRpcError as exc:
@@ -51,13 +58,18 @@ async def check_health(target: Target) -> None:
 
     problems = [p for p in await asyncio.gather(*(one(n, a) for n, a in target.grpc.items())) if p]
     if problems:
+        tls = (
+            "It runs with SHOP_TLS=1 here: the stack must too (`SHOP_TLS=1 make run`)."
+            if target.tls
+            else "If the stack runs with SHOP_TLS=1, run the bench with SHOP_TLS=1 too."
+        )
         raise StackError(
             f"the shop stack is not answering on {HOST}:\n"
             + "\n".join(problems)
             + "\nStart it with `make run` in another terminal, wait for the 'shop is up'"
             " banner, then run the benchmark again. (Ports are read from"
             f" {', '.join(f'{s.env_prefix}_GRPC_PORT' for s in SERVICES)}"
-            " and the *_METRICS_PORT variables.)"
+            f" and the *_METRICS_PORT variables.) {tls}"
         )
 
 
@@ -71,7 +83,7 @@ def order_request(customer_id: str, sku: str) -> orders_pb2.CreateOrderRequest:
 
 async def restock(target: Target, need: dict[str, int]) -> None:
     """Raises each SKU's available stock to its need (plus spare) with AdjustStock."""
-    async with grpc.aio.insecure_channel(target.grpc["inventory"]) as channel:
+    async with target.channel("inventory") as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         for sku, units in sorted(need.items()):
             at_least = units + 100
@@ -93,9 +105,11 @@ async def restock(target: Target, need: dict[str, int]) -> None:
             print(f"[prepare] {sku}: restocked by {delta}, now {level.available} available")
 
 
-async def create_orders(address: str, sku: str, customer: str, count: int) -> list[str]:
+async def create_orders(
+    address: str, sku: str, customer: str, count: int, tls: TlsFiles | None
+) -> list[str]:
     """Creates `count` orders on the orders service at `address`; their ids."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls, server_name="orders") as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
         try:
             orders = await asyncio.gather(
@@ -118,11 +132,11 @@ async def placeholder_values(
     values: dict[str, str | list[str]] = {}
     if "ORDER_ID" in wanted:
         (values["ORDER_ID"],) = await create_orders(
-            target.grpc["orders"], sku, f"bench-{run_id}", 1
+            target.grpc["orders"], sku, f"bench-{run_id}", 1, target.tls
         )
     if "CANCEL_ORDER_ID" in wanted:
         values["CANCEL_ORDER_ID"] = await create_orders(
-            target.grpc["orders"], sku, f"bench-cancel-{run_id}", CANCEL_ORDERS
+            target.grpc["orders"], sku, f"bench-cancel-{run_id}", CANCEL_ORDERS, target.tls
         )
     if unknown := wanted - set(values):
         raise StackError(f"profiles use placeholders nobody fills: {sorted(unknown)}")

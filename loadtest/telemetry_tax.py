@@ -22,8 +22,9 @@ from typing import Any
 
 import grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+from shop_chassis.tls import TLS_DIR, TlsFiles
 from shop_devstack.procs import free_port
-from shop_devstack.stack import grpc_serving
+from shop_devstack.stack import certs_dir, grpc_serving, open_channel
 
 from loadtest.ghz import HOST, Outcome, latency_percentiles
 from loadtest.stack import StackError, Target, create_orders
@@ -188,6 +189,9 @@ async def untraced_orders(
         "INVENTORY_ADDRESS": target.grpc["inventory"],
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
+        # SHOP_TLS=1 comes with the bench's environment; the certificates are the stack's,
+        # not under this process's own SHOP_VAR_DIR.
+        **({TLS_DIR: str(certs_dir())} if target.tls else {}),
     }
     address = f"{HOST}:{grpc_port}"
     with log.open("wb") as out:
@@ -213,7 +217,7 @@ async def untraced_orders(
                     f" serving; its output is in {log}"
                 )
             with contextlib.suppress(grpc.aio.AioRpcError, OSError):
-                if await grpc_serving(address):
+                if await grpc_serving(address, target.tls):
                     break
             if time.monotonic() > deadline:
                 raise StackError(
@@ -227,17 +231,19 @@ async def untraced_orders(
         print(f"[telemetry_tax] stopped orders with tracing off (pid {process.pid})")
 
 
-async def prepare_order(orders: str, sku: str, customer: str) -> str:
+async def prepare_order(orders: str, sku: str, customer: str, tls: TlsFiles | None) -> str:
     """Creates one order on the orders service at `orders` and reads it back; its id."""
-    (order_id,) = await create_orders(orders, sku, customer, 1)
-    await warm_up(orders, order_id, 1)
+    (order_id,) = await create_orders(orders, sku, customer, 1, tls)
+    await warm_up(orders, order_id, tls, 1)
     return order_id
 
 
-async def warm_up(orders: str, order_id: str, calls: int = WARM_UP_CALLS) -> None:
+async def warm_up(
+    orders: str, order_id: str, tls: TlsFiles | None, calls: int = WARM_UP_CALLS
+) -> None:
     """GetOrder `calls` times, a few at once, so neither side is measured cold."""
     in_flight = asyncio.Semaphore(WARM_UP_IN_FLIGHT)
-    async with grpc.aio.insecure_channel(orders) as channel:
+    async with open_channel(orders, tls, server_name="orders") as channel:
         stub = orders_pb2_grpc.OrderServiceStub(channel)
 
         async def one() -> None:

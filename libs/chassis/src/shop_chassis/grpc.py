@@ -22,6 +22,7 @@ from mode import Service
 from shop_chassis.errors import ErrorMappingInterceptor, RequestDecodingInterceptor
 from shop_chassis.grpc_metrics import ServerMetricsInterceptor
 from shop_chassis.telemetry import ServerTracingInterceptor
+from shop_chassis.tls import TlsFiles
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +56,7 @@ class _MethodAwarePool:
 
 
 class GrpcServerService(Service):
-    """Serves `registrars` on `address` until stopped."""
+    """Serves `registrars` on `address` until stopped; over mutual TLS when given `tls`."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class GrpcServerService(Service):
         grace_seconds: float,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         on_stopping: Sequence[Callable[[], None]] = (),
+        tls: TlsFiles | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +77,7 @@ class GrpcServerService(Service):
         self.grace_seconds = grace_seconds
         self.interceptors = list(interceptors)
         self.on_stopping = list(on_stopping)
+        self.tls = tls
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
 
@@ -100,16 +103,24 @@ class GrpcServerService(Service):
             server,
             pool=cast(descriptor_pool.DescriptorPool, _MethodAwarePool(descriptor_pool.Default())),
         )
-        # add_insecure_port raises RuntimeError when the port is taken; say which one.
+        # Adding a port raises RuntimeError when it is taken; say which one.
         try:
-            server.add_insecure_port(self.address)
+            if self.tls is None:
+                server.add_insecure_port(self.address)
+            else:
+                server.add_secure_port(self.address, self.tls.server_credentials())
         except RuntimeError as exc:
             raise RuntimeError(f"cannot listen on {self.address} (port in use?)") from exc
         await server.start()
         self.server = server
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("grpc_server_started", address=self.address, services=self.service_names)
+        log.info(
+            "grpc_server_started",
+            address=self.address,
+            services=self.service_names,
+            tls="mutual" if self.tls else "off",
+        )
 
     async def on_stop(self) -> None:
         if self.server is None:

@@ -102,6 +102,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
             interceptors=parts.interceptors,
             on_stopping=parts.on_grpc_stopping,
             grace_seconds=settings.shutdown_grace_seconds,
+            tls=settings.tls,
         ),
         stop_first=True,
     )
@@ -110,6 +111,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         grpc=settings.grpc_address,
         metrics=f"{settings.bind_host}:{settings.metrics_port}",
         kafka=settings.kafka_bootstrap_servers,
+        tls=str(settings.tls.cert) if settings.tls else "off",
     )
     worker = faust.Worker(
         app,

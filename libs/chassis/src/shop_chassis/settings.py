@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shop_chassis.tls import TlsFiles
 
 from shop_chassis.registry import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS
 
@@ -63,6 +67,21 @@ class Env:
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, minimum=1, maximum=65535)
 
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
 
 _DAY = 24 * 3600
 
@@ -109,6 +128,7 @@ class ServiceSettings:
     log_format: str  # "json", "console" or "auto" (console on a TTY)
     shutdown_grace_seconds: float
     retention: Retention
+    tls: TlsFiles | None  # SHOP_TLS=1: this service's certificate, key and the CA (tls.py)
 
     @property
     def grpc_address(self) -> str:
@@ -121,6 +141,8 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        from shop_chassis.tls import service_tls  # tls.py reads its variables through Env
+
         env = Env(environ)
         prefix = service.upper()
         log_format = env.text("LOG_FORMAT", "auto").lower()
@@ -138,6 +160,7 @@ class ServiceSettings:
                 f"KAFKA_CONSUMER_GROUP is no longer read; set {prefix}_KAFKA_CONSUMER_GROUP"
                 " (each service has its own consumer group)"
             )
+        var_dir = Path(env.text("SHOP_VAR_DIR", "var")).resolve()
         return cls(
             service=service,
             bind_host=env.text("SHOP_BIND_HOST", "127.0.0.1"),
@@ -151,9 +174,10 @@ class ServiceSettings:
             topic_replication_factor=env.integer(
                 "KAFKA_REPLICATION_FACTOR", 1, minimum=1, maximum=10
             ),
-            var_dir=Path(env.text("SHOP_VAR_DIR", "var")).resolve(),
+            var_dir=var_dir,
             log_level=log_level,
             log_format=log_format,
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10.0),
             retention=Retention.from_env(env),
+            tls=service_tls(env, service, default_dir=var_dir / "certs"),
         )

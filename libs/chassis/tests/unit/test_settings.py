@@ -69,6 +69,7 @@ def test_data_dir_is_the_services_own_folder_under_var() -> None:
         ({"OUTBOX_RETENTION_SECONDS": "7d"}, "OUTBOX_RETENTION_SECONDS"),
         ({"PROCESSED_EVENTS_RETENTION_SECONDS": "0"}, "PROCESSED_EVENTS_RETENTION_SECONDS"),
         ({"PRUNE_INTERVAL_SECONDS": "-5"}, "PRUNE_INTERVAL_SECONDS"),
+        ({"SHOP_TLS": "maybe"}, "SHOP_TLS"),
     ],
 )
 def test_a_malformed_variable_fails_fast_and_is_named(environ: dict[str, str], named: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import time
 from pathlib import Path
 
+from shop_devstack.certs import describe, ensure_certs
 from shop_devstack.chaos.run import main as chaos_main
 from shop_devstack.demo import main as demo_main
 from shop_devstack.logs import main as logs_main
@@ -23,7 +25,9 @@ from shop_devstack.stack import (
     Stack,
     Supervisor,
     Topology,
+    certs_dir,
     start_stack,
+    tls_from_env,
     topology_from_env,
 )
 from shop_devstack.status import main as status_main
@@ -61,10 +65,32 @@ def _service_lines(stack: Stack) -> list[str]:
     return lines
 
 
+def grpcurl_flags(tls_dir: Path | None) -> str:
+    """How grpcurl (and ghz) reach the stack: -plaintext, or the client's certificate."""
+    if tls_dir is None:
+        return "-plaintext"
+    with contextlib.suppress(ValueError):
+        tls_dir = tls_dir.relative_to(Path.cwd())
+    return f"-cacert {tls_dir}/ca.pem -cert {tls_dir}/client.pem -key {tls_dir}/client-key.pem"
+
+
+def _tls_lines(stack: Stack) -> list[str]:
+    if stack.tls_dir is None:
+        return []
+    return [
+        f"  tls         mutual: every gRPC server asks for a certificate signed by"
+        f" {stack.tls_dir}/ca.pem",
+        "              (clients: SHOP_TLS=1 make demo / make bench; /metrics and Kafka stay"
+        " plaintext)",
+    ]
+
+
 def _banner(stack: Stack, seconds: float) -> str:
     ports = stack.ports
     g = ports.grpc
     topology = stack.topology
+    flags = grpcurl_flags(stack.tls_dir)
+    switch = "SHOP_TLS=1 " if stack.tls_dir else ""
     infra = [f"  kafka       {stack.kafka_bootstrap}"]
     if topology.brokers > 1:
         infra[0] += (
@@ -79,29 +105,30 @@ def _banner(stack: Stack, seconds: float) -> str:
         " — Ctrl-C stops everything; a process that dies is restarted.",
         "",
         *_service_lines(stack),
+        *_tls_lines(stack),
         *infra,
         _jaeger_line(ports, stack.jaeger_ui_assets),
         f"  prometheus  http://127.0.0.1:{ports.prometheus}",
         f"              RED graphs: {Prometheus(ports.prometheus).graph_url(list(RED_RULES))}",
         "",
         "Try:",
-        "  make demo                        (a few orders, then the link to one's trace)",
+        f"  {switch + 'make demo':<32} (a few orders, then the link to one's trace)",
         "  make trace ID=<order id>         (its traces as a waterfall, with UI links)",
         "  make story ID=<order id>         (its state, traces, log lines and notifications)",
         "  make logs                        (every process's log, merged; SERVICE= LEVEL= ID=)",
         "  make status                      (processes, health, RED, lag, outbox; WATCH=1)",
-        f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['orders']} list",
-        f"  .tools/bin/grpcurl -plaintext 127.0.0.1:{g['inventory']} grpc.health.v1.Health/Check",
-        f"  .tools/bin/grpcurl -plaintext -d '{{}}' 127.0.0.1:{g['inventory']}"
+        f"  .tools/bin/grpcurl {flags} 127.0.0.1:{g['orders']} list",
+        f"  .tools/bin/grpcurl {flags} 127.0.0.1:{g['inventory']} grpc.health.v1.Health/Check",
+        f"  .tools/bin/grpcurl {flags} -d '{{}}' 127.0.0.1:{g['inventory']}"
         " shop.inventory.v1.InventoryService/ListProducts",
         "",
     ]
     return "\n".join(lines)
 
 
-async def run(var_dir: Path, topology: Topology) -> int:
+async def run(var_dir: Path, topology: Topology, tls_dir: Path | None) -> int:
     started = time.monotonic()
-    stack = Stack(var_dir, Ports.from_env(), topology=topology)
+    stack = Stack(var_dir, Ports.from_env(), topology=topology, tls_dir=tls_dir)
     # The services write JSON lines (they see a pipe), which is what var/logs keeps for
     # `make logs` and `make story`; a terminal shows them readable.
     supervisor = Supervisor(var_dir, sys.stdout, readable if sys.stdout.isatty() else as_is)
@@ -110,6 +137,8 @@ async def run(var_dir: Path, topology: Topology) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if tls_dir is not None:
+            print(f"[run] SHOP_TLS=1: {describe(tls_dir, stack.prepare_certs())}", flush=True)
         starting = asyncio.ensure_future(
             start_stack(
                 stack,
@@ -148,6 +177,12 @@ def main() -> None:
     run_cmd.add_argument("--var-dir", type=Path, default=None, help="default: <repo>/var")
     trace_cmd = sub.add_parser("trace", help="print a trace (by trace id or order id)")
     trace_cmd.add_argument("id", help="a trace id (32 hex digits) or an order id")
+    certs_cmd = sub.add_parser(
+        "certs", help="make the local CA and certificates SHOP_TLS=1 uses (those missing)"
+    )
+    certs_cmd.add_argument(
+        "--dir", type=Path, default=None, help="default: SHOP_TLS_DIR or var/certs"
+    )
     sub.add_parser("demo", help="place a few orders against the running system")
     sub.add_parser("profile", help="a py-spy flame graph of a running service under load")
     sub.add_parser("chaos", help="faults under load on a stack of its own, then a verdict")
@@ -169,13 +204,18 @@ def main() -> None:
             sys.exit(f"error: {exc}")
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "certs":
+        folder = (args.dir or certs_dir()).resolve()
+        print(describe(folder, ensure_certs(folder, SERVICES)))
+        sys.exit(0)
     if args.command == "demo":
         sys.exit(demo_main())
     if args.command == "trace":
         sys.exit(show(args.id))
     try:
         topology = topology_from_env()
+        tls_dir = certs_dir() if tls_from_env() else None
     except StackError as exc:
         sys.exit(f"[run] error: {exc}")
     var_dir = (args.var_dir or default_var_dir(topology)).resolve()
-    sys.exit(asyncio.run(run(var_dir, topology)))
+    sys.exit(asyncio.run(run(var_dir, topology, tls_dir)))

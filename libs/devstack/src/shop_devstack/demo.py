@@ -8,7 +8,8 @@ import uuid
 import grpc
 from shop.orders.v1 import orders_pb2
 
-from shop_devstack.stack import Ports, grpc_serving
+from shop_devstack.procs import StackError
+from shop_devstack.stack import Ports, client_tls_from_env, grpc_serving
 from shop_devstack.testing import Shop, error_details, eventually
 from shop_devstack.trace import find_order_traces, order_search_url, trace_url
 
@@ -19,16 +20,35 @@ def _money(cents: int) -> str:
     return f"{cents / 100:.2f}"
 
 
+def not_answering(name: str, address: str, tls: bool) -> str:
+    """Why a service may not answer, and what to do: the stack is down, or one side speaks
+    TLS and the other does not."""
+    if tls:
+        return (
+            f"{name} does not answer on {address} over TLS: start the system with"
+            " `SHOP_TLS=1 make run` first (a plaintext `make run` refuses TLS)"
+        )
+    return (
+        f"{name} does not answer on {address}: start the system with `make run` first"
+        " (if it runs with SHOP_TLS=1, run this with SHOP_TLS=1 too)"
+    )
+
+
 async def demo() -> int:
     ports = Ports.from_env()
+    try:
+        tls = client_tls_from_env()
+    except StackError as exc:
+        print(f"error: {exc}")
+        return 1
     addresses = {name: f"127.0.0.1:{port}" for name, port in ports.grpc.items()}
     for name, address in addresses.items():
         try:
-            await grpc_serving(address)
+            await grpc_serving(address, tls)
         except grpc.aio.AioRpcError:
-            print(f"{name} does not answer on {address}: start the system with `make run` first")
+            print(not_answering(name, address, tls is not None))
             return 1
-    shop = Shop(addresses)
+    shop = Shop(addresses, tls)
     customer = f"demo-{uuid.uuid4().hex[:6]}"
     try:
         print(f"customer {customer}\n")

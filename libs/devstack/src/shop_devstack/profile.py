@@ -2,7 +2,8 @@
 
 Finds the service's process by its gRPC port on the `make run` stack, puts it under a
 bounded ghz load on loopback (CreateOrder for orders, GetStock for inventory,
-ListNotifications for notifier) and records it with py-spy meanwhile. Writes
+ListNotifications for notifier; with SHOP_TLS=1 over mutual TLS, showing the client
+certificate) and records it with py-spy meanwhile. Writes
 `var/profile/<service>-<time>.svg` and prints the frames that hold most samples.
 """
 
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shop_chassis.tls import TlsFiles
 
 from shop_devstack.procs import StackError
-from shop_devstack.stack import SERVICES, Ports, repo_root
+from shop_devstack.stack import SERVICES, Ports, client_tls_from_env, repo_root
 
 HOST = "127.0.0.1"
 MAX_SECONDS = 120
@@ -93,8 +95,16 @@ def top_functions(svg: Path, count: int = 15) -> list[tuple[float, str]]:
     return sorted(shares, reverse=True)[:count]
 
 
+def ghz_tls_flags(tls: TlsFiles | None) -> list[str]:
+    """ghz's flags for plaintext, or for mutual TLS with a client certificate."""
+    if tls is None:
+        return ["--insecure"]
+    return [f"--cacert={tls.ca}", f"--cert={tls.cert}", f"--key={tls.key}"]
+
+
 def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
     ports = Ports.from_env()
+    tls = client_tls_from_env()
     pid = listening_pid(ports.grpc[service])
     py_spy = shutil.which("py-spy", path=str(root / ".venv" / "bin")) or shutil.which("py-spy")
     ghz = root / ".tools" / "bin" / "ghz"
@@ -108,7 +118,7 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
     call, requests = LOADS[service]
     load = [
         str(ghz),
-        "--insecure",
+        *ghz_tls_flags(tls),
         f"--call={call}",
         f"--data={json.dumps(requests)}",
         f"--concurrency={concurrency}",
@@ -119,7 +129,7 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
         f"{HOST}:{ports.grpc[service]}",
     ]
     if service == "orders":
-        _stock_up(ports.grpc["inventory"])
+        _stock_up(ports.grpc["inventory"], tls)
     print(f"[profile] {service} (pid {pid}) under {call}, c={concurrency}, {seconds} s", flush=True)
     ghz_run = subprocess.Popen(load, stdout=subprocess.PIPE, text=True)
     try:
@@ -151,9 +161,14 @@ def profile(service: str, seconds: int, concurrency: int, root: Path) -> Path:
     return svg
 
 
-def _stock_up(inventory_port: int) -> None:
+def _stock_up(inventory_port: int, tls: TlsFiles | None) -> None:
     """Enough stock that the load measures orders placed, not orders refused."""
-    with grpc.insecure_channel(f"{HOST}:{inventory_port}") as channel:
+    target = f"{HOST}:{inventory_port}"
+    with (
+        grpc.insecure_channel(target)
+        if tls is None
+        else grpc.secure_channel(target, tls.channel_credentials())
+    ) as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
         for sku in SKUS:
             stub.AdjustStock(

@@ -16,13 +16,26 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shop_chassis import registry
+from shop_chassis.settings import Env, SettingsError
+from shop_chassis.tls import (
+    TLS_CA,
+    TLS_DIR,
+    TLS_SWITCH,
+    TlsFiles,
+    client_tls,
+    files_in,
+    server_name_option,
+    tls_enabled,
+)
 
+from shop_devstack.certs import ensure_certs
 from shop_devstack.procs import (
     Process,
     ProcessSpec,
@@ -81,6 +94,44 @@ def repo_root() -> Path:
         if (parent / "deploy" / "versions.env").is_file():
             return parent
     raise StackError(f"cannot find the repository root above {here}")
+
+
+def certs_dir() -> Path:
+    """Where `make certs` writes and a SHOP_TLS=1 `make run` reads: SHOP_TLS_DIR, else
+    <repo>/var/certs (for `make run-cluster` too: its certificates name 127.0.0.1)."""
+    return Path(os.environ.get(TLS_DIR) or repo_root() / "var" / "certs").resolve()
+
+
+def tls_from_env() -> bool:
+    """SHOP_TLS, read as the services read it."""
+    try:
+        return tls_enabled(Env())
+    except SettingsError as exc:
+        raise StackError(str(exc)) from None
+
+
+def client_tls_from_env() -> TlsFiles | None:
+    """What a tool (make demo, make bench, make profile) shows a SHOP_TLS=1 stack: the client
+    certificate in the certificates folder, or SHOP_TLS_CLIENT_CERT/_KEY and SHOP_TLS_CA."""
+    try:
+        return client_tls(Env(), certs_dir())
+    except SettingsError as exc:
+        raise StackError(str(exc)) from None
+
+
+def open_channel(
+    target: str,
+    tls: TlsFiles | None,
+    *,
+    server_name: str | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """A channel to `target`, over mutual TLS when `tls` is given; `server_name`: the name
+    the server's certificate must hold (else its address, which every shop certificate has)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=list(options))
+    named = [server_name_option(server_name)] if server_name else []
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=[*options, *named])
 
 
 def _env_port(name: str, default: int) -> int:
@@ -193,8 +244,8 @@ async def _http_ok(url: str) -> bool:
     return await asyncio.to_thread(get)
 
 
-async def grpc_serving(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def grpc_serving(address: str, tls: TlsFiles | None = None) -> bool:
+    async with open_channel(address, tls) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the stubs package omits its methods
         reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -243,7 +294,12 @@ def _kafka_cluster_id() -> str:
 
 
 class Stack:
-    """Builds the process specs for one stack (`make run`'s or a test session's)."""
+    """Builds the process specs for one stack (`make run`'s or a test session's).
+
+    With `tls_dir` every service serves mutual TLS with the certificates in that folder
+    (`prepare_certs` makes what is missing), and the stack's own checks show its client
+    certificate; without it, plaintext.
+    """
 
     def __init__(
         self,
@@ -252,12 +308,36 @@ class Stack:
         *,
         root: Path | None = None,
         topology: Topology = SINGLE,
+        tls_dir: Path | None = None,
     ) -> None:
         self.root = root or repo_root()
         self.var_dir = var_dir
         self.ports = ports
         self.topology = topology
+        self.tls_dir = tls_dir
         self.tools = self.root / ".tools"
+
+    def prepare_certs(self) -> list[str]:
+        """Makes the certificates the stack lacks (none without TLS); the names made."""
+        if self.tls_dir is None:
+            return []
+        return ensure_certs(self.tls_dir, SERVICES)
+
+    @cached_property
+    def client_tls(self) -> TlsFiles | None:
+        """The client certificate the stack's own checks and tools show (None: plaintext)."""
+        if self.tls_dir is None:
+            return None
+        try:
+            return files_in(self.tls_dir, "client")
+        except SettingsError as exc:
+            raise StackError(str(exc)) from None
+
+    def channel(self, service: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+        """A channel to every replica of `service`, checking its certificate names `service`."""
+        return open_channel(
+            self.grpc_target(service), self.client_tls, server_name=service, options=options
+        )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -524,12 +604,27 @@ class Stack:
             env["KAFKA_REPLICATION_FACTOR"] = str(self.topology.replication)
         if self.topology.postgres:
             env[f"{name.upper()}_DATABASE_URL"] = self.database_url(name)
+        env |= self._tls_env(name)
         if self.topology.replicas > 1:
             # Each replica keeps its own local state (Faust's folder); the data is shared.
             instance = self.topology.instance_name(name, replica)
             env["SHOP_VAR_DIR"] = str(self.var_dir / "replicas" / instance)
             env["OTEL_RESOURCE_ATTRIBUTES"] = f"service.instance.id={instance}"
         return env
+
+    def _tls_env(self, name: str) -> dict[str, str]:
+        """Every TLS variable, spelled out: a value in the shell must not mix another CA in."""
+        if self.tls_dir is None:
+            return {TLS_SWITCH: "0"}
+        tls_dir = self.tls_dir.resolve()
+        prefix = name.upper()
+        return {
+            TLS_SWITCH: "1",
+            TLS_DIR: str(tls_dir),
+            TLS_CA: str(tls_dir / "ca.pem"),
+            f"{prefix}_TLS_CERT": str(tls_dir / f"{name}.pem"),
+            f"{prefix}_TLS_KEY": str(tls_dir / f"{name}-key.pem"),
+        }
 
     def service(
         self, name: str, extra_env: dict[str, str] | None = None, *, replica: int = 1
@@ -542,7 +637,7 @@ class Stack:
             argv=[sys.executable, "-m", name],
             env={**self.service_env(name, replica), **(extra_env or {})},
             cwd=self.root,
-            ready=lambda: grpc_serving(address),
+            ready=lambda: grpc_serving(address, self.client_tls),
             ports={f"{instance} grpc": grpc_port, f"{instance} metrics": metrics_port},
             start_timeout=60,
         )
@@ -756,7 +851,9 @@ async def start_stack(
     *,
     announce: Callable[[str], None] = lambda _: None,
 ) -> None:
-    """Check every port, then start the whole stack in dependency order."""
+    """Make missing certificates (TLS), check every port, then start the whole stack in
+    dependency order."""
+    stack.prepare_certs()
     kafka = await stack.kafka_nodes()
     postgres = [await stack.postgres(stack.ports.postgres)] if stack.topology.postgres else []
     rest = [stack.jaeger(), stack.prometheus(), *stack.services(service_env)]

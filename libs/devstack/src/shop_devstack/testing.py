@@ -15,15 +15,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+from shop_chassis.tls import TlsFiles
 
-from shop_devstack.stack import Stack
+from shop_devstack.stack import Stack, open_channel
 
 T = TypeVar("T")
 
 
 class Shop:
-    def __init__(self, addresses: dict[str, str]) -> None:
-        self._channels = {name: grpc.aio.insecure_channel(a) for name, a in addresses.items()}
+    """The three services' stubs; over mutual TLS with `tls` (a client certificate)."""
+
+    def __init__(self, addresses: dict[str, str], tls: TlsFiles | None = None) -> None:
+        self._channels = {
+            name: open_channel(address, tls, server_name=name)
+            for name, address in addresses.items()
+        }
         self.orders = orders_pb2_grpc.OrderServiceStub(self._channels["orders"])
         self.inventory = inventory_pb2_grpc.InventoryServiceStub(self._channels["inventory"])
         self.notifier = notifier_pb2_grpc.NotifierServiceStub(self._channels["notifier"])
@@ -98,25 +104,28 @@ def error_details(error: grpc.aio.AioRpcError) -> list[Any]:
     return found
 
 
-def scrape(stack: Stack, service: str, openmetrics: bool = False) -> str:
-    """The /metrics page of `service` in `stack`."""
-    request = urllib.request.Request(f"http://127.0.0.1:{stack.ports.metrics[service]}/metrics")
+def scrape(stack: Stack, service: str, openmetrics: bool = False, replica: int = 1) -> str:
+    """The /metrics page of `service` (its replica `replica`) in `stack`."""
+    port = stack.ports.replica(service, replica)[1]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
     if openmetrics:
         request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
     with urllib.request.urlopen(request, timeout=5) as response:
         return str(response.read().decode())
 
 
-def samples(stack: Stack, service: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    """Every sample of metric `name` on `service`'s /metrics, by its labels."""
+def samples(
+    stack: Stack, service: str, name: str, replica: int = 1
+) -> dict[frozenset[tuple[str, str]], float]:
+    """Every sample of metric `name` on `service`'s /metrics (replica `replica`), by labels."""
     found = {}
-    for family in text_string_to_metric_families(scrape(stack, service)):
+    for family in text_string_to_metric_families(scrape(stack, service, replica=replica)):
         for sample in family.samples:
             if sample.name == name:
                 found[frozenset(sample.labels.items())] = sample.value
     return found
 
 
-def value(stack: Stack, service: str, name: str, **labels: str) -> float:
+def value(stack: Stack, service: str, name: str, replica: int = 1, **labels: str) -> float:
     """The sample of metric `name` with exactly `labels` (0 if there is none yet)."""
-    return samples(stack, service, name).get(frozenset(labels.items()), 0.0)
+    return samples(stack, service, name, replica).get(frozenset(labels.items()), 0.0)

@@ -34,6 +34,7 @@ def wire(settings: ServiceSettings, app: ShopApp) -> ServiceParts:
     inventory = InventoryClient(
         env.text("INVENTORY_ADDRESS", f"127.0.0.1:{DEFAULT_GRPC_PORTS['inventory']}"),
         timeout_seconds=env.number("ORDERS_INVENTORY_TIMEOUT_SECONDS", 2.0, minimum=0.05),
+        tls=settings.tls,
     )
     servicer = OrderServicer(
         Ordering(SqlUnitOfWork(database), inventory, events_committed=relay.wake)

@@ -15,6 +15,9 @@ from typing import Any
 
 import grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
+from shop_chassis.tls import TlsFiles
+
+from shop_devstack.stack import open_channel
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Every call to the next orders replica, like the orders -> inventory client.
@@ -77,8 +80,10 @@ class LoadClient:
         customers: int = 25,
         give_up_after: float = 120.0,
         seed: int = 7,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.target = target
+        self.tls = tls
         self.skus = skus
         self.ledger = ledger
         self.rate = rate
@@ -91,8 +96,11 @@ class LoadClient:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Place orders at `rate` per second until `stop`, then wait for the calls in flight."""
-        async with grpc.aio.insecure_channel(
-            self.target, options=[("grpc.service_config", ROUND_ROBIN)]
+        async with open_channel(
+            self.target,
+            self.tls,
+            server_name="orders",
+            options=[("grpc.service_config", ROUND_ROBIN)],
         ) as channel:
             stub = orders_pb2_grpc.OrderServiceStub(channel)
             interval = 1.0 / self.rate

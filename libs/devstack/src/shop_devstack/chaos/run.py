@@ -13,14 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 from shop_devstack.chaos.faults import Chaos, schedule
 from shop_devstack.chaos.load import Ledger, LoadClient
 from shop_devstack.chaos.verdict import Check, judge
 from shop_devstack.procs import StackError
-from shop_devstack.stack import TOPOLOGIES, Ports, Stack, Supervisor, repo_root, start_stack
+from shop_devstack.stack import (
+    TOPOLOGIES,
+    Ports,
+    Stack,
+    Supervisor,
+    repo_root,
+    start_stack,
+    tls_from_env,
+)
 
 SETTLE_WITHIN = 60.0
 SEED_UNITS = 100_000  # enough stock that no order is refused for want of it
@@ -31,7 +38,7 @@ def say(message: str) -> None:
 
 
 async def seed_stock(stack: Stack) -> dict[str, inventory_pb2.StockLevel]:
-    async with grpc.aio.insecure_channel(stack.grpc_target("inventory")) as channel:
+    async with stack.channel("inventory") as channel:
         inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         products = await inventory.ListProducts(
             inventory_pb2.ListProductsRequest(page_size=100), timeout=10
@@ -47,19 +54,28 @@ async def seed_stock(stack: Stack) -> dict[str, inventory_pb2.StockLevel]:
         return levels
 
 
-async def chaos(topology_name: str, rate: float, gap: float, var_root: Path) -> int:
+async def chaos(
+    topology_name: str, rate: float, gap: float, var_root: Path, *, tls: bool = False
+) -> int:
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     var_dir = var_root / run_id
-    stack = Stack(var_dir, Ports.free(), topology=TOPOLOGIES[topology_name])
+    # SHOP_TLS=1: mutual TLS everywhere, with a CA of the run's own in its folder.
+    tls_dir = var_dir / "certs" if tls else None
+    stack = Stack(var_dir, Ports.free(), topology=TOPOLOGIES[topology_name], tls_dir=tls_dir)
     supervisor = Supervisor(var_dir, out=None)  # the processes' output: var_dir/logs/
     stop_supervising = asyncio.Event()
-    say(f"[chaos] run {run_id} on the {topology_name} topology; logs in {var_dir / 'logs'}")
+    say(
+        f"[chaos] run {run_id} on the {topology_name} topology"
+        f"{' over mutual TLS' if tls else ''}; logs in {var_dir / 'logs'}"
+    )
     try:
         await start_stack(stack, supervisor, announce=lambda n: say(f"[chaos] starting {n} …"))
         supervising = asyncio.create_task(supervisor.supervise(stop_supervising))
         initial = await seed_stock(stack)
         ledger = Ledger()
-        client = LoadClient(stack.grpc_target("orders"), sorted(initial), ledger, rate=rate)
+        client = LoadClient(
+            stack.grpc_target("orders"), sorted(initial), ledger, rate=rate, tls=stack.client_tls
+        )
         runner = Chaos(stack, supervisor, ledger, say=say)
         stop_load = asyncio.Event()
         load = asyncio.create_task(client.run(stop_load))
@@ -173,8 +189,15 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.rate <= 200 or not 1 <= args.gap <= 120:
         parser.error("--rate must be in (0, 200] and --gap in [1, 120]")
+    try:
+        tls = tls_from_env()
+    except StackError as exc:
+        say(f"[chaos] error: {exc}")
+        return 2
     started = time.monotonic()
-    code = asyncio.run(chaos(args.topology, args.rate, args.gap, repo_root() / "var" / "chaos"))
+    code = asyncio.run(
+        chaos(args.topology, args.rate, args.gap, repo_root() / "var" / "chaos", tls=tls)
+    )
     say(f"[chaos] done in {time.monotonic() - started:.0f} s")
     return code
 

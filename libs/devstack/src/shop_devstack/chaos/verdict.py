@@ -12,7 +12,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
@@ -197,9 +196,9 @@ async def audit(
     stack: Stack, ledger: Ledger, initial: dict[str, inventory_pb2.StockLevel]
 ) -> list[Check]:
     async with (
-        grpc.aio.insecure_channel(stack.grpc_target("orders")) as orders_channel,
-        grpc.aio.insecure_channel(stack.grpc_target("inventory")) as inventory_channel,
-        grpc.aio.insecure_channel(stack.grpc_target("notifier")) as notifier_channel,
+        stack.channel("orders") as orders_channel,
+        stack.channel("inventory") as inventory_channel,
+        stack.channel("notifier") as notifier_channel,
     ):
         orders = orders_pb2_grpc.OrderServiceStub(orders_channel)
         inventory = inventory_pb2_grpc.InventoryServiceStub(inventory_channel)

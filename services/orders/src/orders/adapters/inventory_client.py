@@ -2,7 +2,9 @@
 
 One channel for the process (no per-request connection setup), a deadline on every call,
 and transparent retries of UNAVAILABLE through the channel's service config — safe
-because ReserveStock and ReleaseStock are idempotent per order id.
+because ReserveStock and ReleaseStock are idempotent per order id. With SHOP_TLS=1 the
+channel is mutual TLS: orders shows its own certificate and accepts only a server whose
+certificate, signed by the shop's CA, names `inventory`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from grpc_status import rpc_status
 from mode import Service
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop_chassis.grpc_metrics import ClientMetricsInterceptor
+from shop_chassis.tls import TlsFiles, server_name_option
 
 from orders.domain.model import Line, PricedLine
+
+INVENTORY_CERTIFICATE_NAME = "inventory"
 
 SERVICE_CONFIG = json.dumps(
     {
@@ -72,19 +77,33 @@ class InventoryCallFailed(Exception):
 
 
 class InventoryClient(Service):
-    def __init__(self, address: str, timeout_seconds: float, **kwargs: Any) -> None:
+    def __init__(
+        self, address: str, timeout_seconds: float, tls: TlsFiles | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.address = address
         self.timeout_seconds = timeout_seconds
+        self.tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._stub: inventory_pb2_grpc.InventoryServiceAsyncStub | None = None
 
     async def on_start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            self.address,
-            options=[("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)],
-            interceptors=[ClientMetricsInterceptor()],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", SERVICE_CONFIG),
+        ]
+        interceptors = [ClientMetricsInterceptor()]
+        if self.tls is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=options, interceptors=interceptors
+            )
+        else:
+            self._channel = grpc.aio.secure_channel(
+                self.address,
+                self.tls.channel_credentials(),
+                options=[*options, server_name_option(INVENTORY_CERTIFICATE_NAME)],
+                interceptors=interceptors,
+            )
         self._stub = inventory_pb2_grpc.InventoryServiceStub(self._channel)
 
     async def on_stop(self) -> None:
