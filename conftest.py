@@ -75,7 +75,7 @@ async def postgres_port() -> AsyncIterator[int]:
     supervisor = Supervisor(stack.var_dir, out=None)
     port = free_port()
     try:
-        await supervisor.start(await stack.postgres(port))
+        await supervisor.start(await stack.postgres(port, fresh=True))
         yield port
     finally:
         await supervisor.stop_all()

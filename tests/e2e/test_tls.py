@@ -54,7 +54,7 @@ async def tls_stack() -> AsyncIterator[Stack]:
     try:
         stack.prepare_certs()
         await supervisor.start(await stack.kafka())
-        await supervisor.start(await stack.postgres(stack.ports.postgres))
+        await supervisor.start(await stack.postgres(stack.ports.postgres, fresh=True))
         await stack.create_databases()
         for spec in stack.services({"OTEL_SDK_DISABLED": "true"}):
             await supervisor.start(spec)

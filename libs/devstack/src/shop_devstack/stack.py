@@ -10,11 +10,12 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -275,6 +276,16 @@ async def _postgres_ready(port: int) -> bool:
     return True
 
 
+def _root_owned_folder(path: Path) -> Path:
+    """A folder only root may write to (others may pass through): the `postgres` user's
+    data can sit in it without anyone swapping a path under us."""
+    path.mkdir(mode=0o711, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise StackError(f"{path} must be a folder owned by root that only root may write to")
+    return path
+
+
 async def _setup_command(what: str, *argv: str) -> None:
     """Run a one-off setup step; if it fails, the error carries its output."""
     process = await asyncio.create_subprocess_exec(
@@ -428,8 +439,9 @@ class Stack:
             ports={f"{name}": port, f"{name} controller": controller_port},
         )
 
-    async def postgres(self, port: int) -> ProcessSpec:
-        """A throwaway PostgreSQL server (trust auth, loopback only) for the tests."""
+    async def postgres(self, port: int, *, fresh: bool = False) -> ProcessSpec:
+        """A PostgreSQL server (trust auth, loopback only); `fresh` starts from empty data
+        (the tests'), else the data of the last run is kept (the cluster's)."""
         link = self.tools / "pgbin"
         if not link.exists():
             raise StackError(f"{link} is missing: run `deploy/bootstrap.sh postgres`")
@@ -440,10 +452,11 @@ class Stack:
         bin_dir = link.resolve()
         if as_user:
             digest = hashlib.sha1(str(self.var_dir).encode()).hexdigest()[:12]
-            home = Path(tempfile.gettempdir()) / f"shop-postgres-{digest}"
-            shutil.rmtree(home, ignore_errors=True)
+            home = _root_owned_folder(Path(tempfile.gettempdir()) / "shop-postgres") / digest
         else:
             home = self.var_dir / "postgres"
+        if fresh:
+            shutil.rmtree(home, ignore_errors=True)
         data = home / "data"
         if not (data / "PG_VERSION").exists():
             home.mkdir(parents=True, exist_ok=True)
@@ -560,6 +573,16 @@ class Stack:
             ready=lambda: _http_ok(f"http://127.0.0.1:{self.ports.prometheus}/-/ready"),
             ports={"prometheus": self.ports.prometheus},
         )
+
+    def infrastructure_ports(self) -> dict[str, int]:
+        """Kafka's and PostgreSQL's ports, known before their specs (which touch the disk)."""
+        ports = {}
+        for node in range(1, self.topology.brokers + 1):
+            name = self.topology.kafka_name(node)
+            ports[name], ports[f"{name} controller"] = self.ports.broker(node)
+        if self.topology.postgres:
+            ports["postgres"] = self.ports.postgres
+        return ports
 
     @property
     def replicas(self) -> range:
@@ -719,13 +742,7 @@ class Supervisor:
 
     @staticmethod
     def check_ports(specs: Sequence[ProcessSpec]) -> None:
-        for spec in specs:
-            for role, port in spec.ports.items():
-                if port_in_use(port):
-                    raise StackError(
-                        f"port {port} ({role}) on 127.0.0.1 is already in use: is another"
-                        f" `make run` (or a test run) up? Stop it or set another port."
-                    )
+        check_ports({role: port for spec in specs for role, port in spec.ports.items()})
 
     def _process(self, spec: ProcessSpec) -> Process:
         process = Process(
@@ -844,6 +861,20 @@ class Supervisor:
         self._stopping = False
 
 
+def check_ports(ports: Mapping[str, int]) -> None:
+    """Every port free, and none planned twice (a variable set to another's port)."""
+    seen: dict[int, str] = {}
+    for role, port in ports.items():
+        if port in seen:
+            raise StackError(f"port {port} is planned for both {seen[port]} and {role}")
+        seen[port] = role
+        if port_in_use(port):
+            raise StackError(
+                f"port {port} ({role}) on 127.0.0.1 is already in use: is another"
+                f" `make run` (or a test run) up? Stop it or set another port."
+            )
+
+
 async def start_stack(
     stack: Stack,
     supervisor: Supervisor,
@@ -853,11 +884,12 @@ async def start_stack(
 ) -> None:
     """Make missing certificates (TLS), check every port, then start the whole stack in
     dependency order."""
+    rest = [stack.jaeger(), stack.prometheus(), *stack.services(service_env)]
+    # Before any work on disk: a second run must not touch the data of the one that is up.
+    check_ports(stack.infrastructure_ports() | {r: p for s in rest for r, p in s.ports.items()})
     stack.prepare_certs()
     kafka = await stack.kafka_nodes()
     postgres = [await stack.postgres(stack.ports.postgres)] if stack.topology.postgres else []
-    rest = [stack.jaeger(), stack.prometheus(), *stack.services(service_env)]
-    supervisor.check_ports([*kafka, *postgres, *rest])
     announce(", ".join(spec.name for spec in kafka))
     await supervisor.start_together(kafka)
     for spec in postgres:
