@@ -107,7 +107,8 @@ class Process:
         return time.monotonic() - self._started_at if self.proc is not None else 0.0
 
     def signal(self, sig: signal.Signals) -> None:
-        """Send `sig` to the process's whole group (a JVM's or runuser's children too)."""
+        """Send `sig` to the process's whole group (a JVM's threads' helpers, a shell's
+        children too)."""
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)

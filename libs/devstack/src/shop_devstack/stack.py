@@ -777,9 +777,6 @@ class Supervisor:
     def get(self, name: str) -> Process:
         return next(p for p in self.running if p.spec.name == name)
 
-    def first_exited(self) -> Process | None:
-        return next((p for p in self.running if p.exited), None)
-
     def _say(self, message: str) -> None:
         print(f"[supervisor] {message}", file=self.out or sys.stderr, flush=True)
 
@@ -816,6 +813,19 @@ class Supervisor:
             self._say(f"{process.name}: {exc}")
             return
         self._say(f"{process.name} is back (pid {process.pid}, restart {process.restarts})")
+
+    async def kill(self, name: str, *, keep_down: bool = False) -> Process:
+        """kill -9; restarted as any process that dies, unless `keep_down` (then `release`)."""
+        process = self.get(name)
+        if keep_down:
+            process.held = True
+            if (task := self._restarting.get(name)) is not None:
+                task.cancel()
+        process.signal(signal.SIGKILL)
+        if process.proc is not None:
+            await process.proc.wait()
+        self._write_state()
+        return process
 
     async def hold(self, name: str) -> Process:
         """Stop a process and keep it down until `release` (a planned outage)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grpc
 from shop.orders.v1 import orders_pb2
+from shop_devstack.chaos.faults import FaultRecord
 from shop_devstack.chaos.load import AckedOrder, Ledger
-from shop_devstack.chaos.verdict import _orders_kept, clear_answers
+from shop_devstack.chaos.verdict import _orders_kept, came_back, clear_answers, load_went_through
 
 
 def held_order(order_id: str, items: dict[str, int], total: int, status: int) -> orders_pb2.Order:
@@ -70,3 +71,23 @@ def test_unavailable_is_an_answer_a_client_can_act_on_unknown_is_not() -> None:
     check = clear_answers(ledger)
     assert not check.ok
     assert check.breaches == ["1 x CreateOrder UNKNOWN"]
+
+
+def test_a_run_that_placed_no_order_or_gave_up_on_one_is_a_breach() -> None:
+    assert not load_went_through(Ledger()).ok
+
+    ledger = ledger_with(AckedOrder("o-1", "c", {"MUG-001": 1}, 1200))
+    assert load_went_through(ledger).ok
+    ledger.abandoned = 1
+    assert load_went_through(ledger).breaches == [
+        "1 requests abandoned after retrying for their time"
+    ]
+
+
+def test_a_fault_never_recovered_from_is_a_breach() -> None:
+    recovered = FaultRecord("kill -9 orders", injected_at=1.0, lifted_at=1.0, recovered_at=6.0)
+    never = FaultRecord("kill -9 kafka", injected_at=9.0, lifted_at=9.0)
+
+    assert came_back([recovered], []).ok
+    check = came_back([recovered, never], [])
+    assert check.breaches == ["never recovered from: kill -9 kafka"]

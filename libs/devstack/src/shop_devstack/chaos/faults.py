@@ -14,7 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import grpc
 from aiokafka.admin import AIOKafkaAdminClient
+from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 
 from shop_devstack.chaos.load import Ledger
 from shop_devstack.procs import Process
@@ -30,7 +32,8 @@ class FaultRecord:
     name: str
     injected_at: float  # seconds since the load started
     lifted_at: float = 0.0  # the fault is over (the process killed, the outage ended)
-    recovered_at: float | None = None  # every process serves and a new order went through
+    # every process serves, and an order placed after that was answered at once and notified
+    recovered_at: float | None = None
     errors_before: int = 0
     client_errors: int = 0  # error answers from the fault until recovery (retried ones too)
 
@@ -47,6 +50,7 @@ class Chaos:
     started: float = field(default_factory=time.monotonic)
     records: list[FaultRecord] = field(default_factory=list)
     say: Callable[[str], None] = print
+    within: float = 120.0  # a fault not recovered from by then counts as never
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -60,46 +64,51 @@ class Chaos:
         await self._recovered(record, affected)
 
     async def _recovered(self, record: FaultRecord, affected: list[Process]) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if all([not p.exited and await _ready(p) for p in affected]):
-                break
+        """Recovered once every affected process serves again and an order placed after that
+        went through both paths: answered OK at the first try, and notified (so Kafka, the
+        relays and the consumers work again too, not only the gRPC calls)."""
+        deadline = time.monotonic() + self.within
+        while not all([not p.exited and await _ready(p) for p in affected]):
+            if time.monotonic() > deadline:
+                self.say(f"[chaos]          not serving again within {self.within:.0f} s")
+                return
             await asyncio.sleep(0.2)
-        else:
-            self.say(f"[chaos] {record.name}: not serving again within 120 s")
-            return
         serving = time.monotonic()
-        while time.monotonic() < deadline:
-            if (ok := self.ledger.first_ok_after(serving)) is not None:
-                record.recovered_at = ok - self.started
-                record.client_errors = self.ledger.errors() - record.errors_before
-                self.say(
-                    f"[chaos]          recovered in {record.recovery_seconds:.1f} s,"
-                    f" {record.client_errors} error answers meanwhile"
-                )
+        while (found := self.ledger.first_order_after(serving)) is None:
+            if time.monotonic() > deadline:
+                self.say(f"[chaos]          no order went through within {self.within:.0f} s")
                 return
             await asyncio.sleep(0.1)
+        async with self.stack.channel("notifier") as channel:
+            notifier = notifier_pb2_grpc.NotifierServiceStub(channel)
+            while not await _notified(notifier, found[1]):
+                if time.monotonic() > deadline:
+                    self.say(f"[chaos]          no notification within {self.within:.0f} s")
+                    return
+                await asyncio.sleep(0.1)
+        record.recovered_at = self.now()
+        record.client_errors = self.ledger.errors() - record.errors_before
+        self.say(
+            f"[chaos]          recovered in {record.recovery_seconds:.1f} s,"
+            f" {record.client_errors} error answers meanwhile"
+        )
 
     # --- the faults -----------------------------------------------------------------------
 
     async def kill(self, name: str) -> list[Process]:
         """kill -9; the supervisor restarts it."""
-        process = self.supervisor.get(name)
-        process.signal(signal.SIGKILL)
-        await _exited(process)
-        return [process]
+        return [await self.supervisor.kill(name)]
 
     async def kill_and_keep_down(self, name: str, seconds: float) -> list[Process]:
-        process = self.supervisor.get(name)
-        process.held = True
-        process.signal(signal.SIGKILL)
-        await _exited(process)
+        await self.supervisor.kill(name, keep_down=True)
         await asyncio.sleep(seconds)
         return [await self.supervisor.release(name)]
 
     async def kill_partition_leader(self, seconds: float) -> list[Process]:
         """kill -9 the broker leading partition 0 of shop.orders.v1, restart it later."""
         node = await _leader(self.stack.kafka_bootstrap, "shop.orders.v1", 0)
+        if node < 1:  # no leader right now (an election): any broker will do
+            node = 1
         name = self.stack.topology.kafka_name(node)
         self.say(f"[chaos]          the leader is node {node} ({name})")
         return await self.kill_and_keep_down(name, seconds)
@@ -165,9 +174,14 @@ async def _ready(process: Process) -> bool:
         return False
 
 
-async def _exited(process: Process) -> None:
-    if process.proc is not None:
-        await process.proc.wait()
+async def _notified(notifier: notifier_pb2_grpc.NotifierServiceAsyncStub, order_id: str) -> bool:
+    try:
+        reply = await notifier.ListNotifications(
+            notifier_pb2.ListNotificationsRequest(order_id=order_id), timeout=5
+        )
+    except grpc.aio.AioRpcError:
+        return False  # a notifier replica still starting: ask again
+    return bool(reply.notifications)
 
 
 async def _leader(bootstrap: str, topic: str, partition: int) -> int:

@@ -45,7 +45,8 @@ class Ledger:
     answers: collections.Counter[str] = field(default_factory=collections.Counter)
     retries: int = 0
     abandoned: int = 0  # gave up retrying: the outcome is unknown to the client
-    ok_times: list[float] = field(default_factory=list)  # first-attempt OK CreateOrders
+    # (monotonic time, order id) of each CreateOrder answered OK at its first attempt
+    first_tries: list[tuple[float, str]] = field(default_factory=list)
 
     def count(self, rpc: str, code: grpc.StatusCode) -> None:
         self.answers[f"{rpc} {code.name}"] += 1
@@ -53,8 +54,9 @@ class Ledger:
     def errors(self) -> int:
         return sum(n for answer, n in self.answers.items() if not answer.endswith(" OK"))
 
-    def first_ok_after(self, moment: float) -> float | None:
-        return next((t for t in self.ok_times if t > moment), None)
+    def first_order_after(self, moment: float) -> tuple[float, str] | None:
+        """The first order sent after `moment` and answered OK at once."""
+        return next(((t, order) for t, order in self.first_tries if t > moment), None)
 
     def figures(self) -> dict[str, Any]:
         creates = {k: v for k, v in self.answers.items() if k.startswith("CreateOrder")}
@@ -114,31 +116,31 @@ class LoadClient:
             if self._tasks:
                 await asyncio.wait(self._tasks)
 
-    async def _call(self, rpc: str, method: Any, request: Any) -> Any | None:
-        """One logical call, retried while the answer says "try again"; None on a refusal
-        or when giving up (the outcome is then unknown, and the verdict finds out)."""
+    async def _call(self, rpc: str, method: Any, request: Any) -> tuple[Any | None, float | None]:
+        """One logical call, retried while the answer says "try again": the reply (None on a
+        refusal or when giving up: the outcome is then unknown, and the verdict finds out) and,
+        when the first attempt succeeded, when it was sent."""
         deadline = time.monotonic() + self.give_up_after
         backoff = 0.1
         attempt = 0
         while True:
             attempt += 1
+            sent = time.monotonic()
             try:
                 reply = await method(request, timeout=5)
             except grpc.aio.AioRpcError as error:
                 self.ledger.count(rpc, error.code())
                 if error.code() not in RETRYABLE:
-                    return None
+                    return None, None
                 if time.monotonic() > deadline:
                     self.ledger.abandoned += 1
-                    return None
+                    return None, None
                 self.ledger.retries += 1
                 await asyncio.sleep(backoff * (0.5 + self.random.random()))
                 backoff = min(backoff * 2, 2.0)
                 continue
             self.ledger.count(rpc, grpc.StatusCode.OK)
-            if rpc == "CreateOrder" and attempt == 1:
-                self.ledger.ok_times.append(time.monotonic())
-            return reply
+            return reply, sent if attempt == 1 else None
 
     async def _one_order(self, stub: orders_pb2_grpc.OrderServiceAsyncStub) -> None:
         customer = self.random.choice(self.customers)
@@ -150,14 +152,16 @@ class LoadClient:
             request_id=str(uuid.uuid4()),
             items=[orders_pb2.OrderItem(sku=sku, quantity=q) for sku, q in items.items()],
         )
-        order = await self._call("CreateOrder", stub.CreateOrder, request)
+        order, sent = await self._call("CreateOrder", stub.CreateOrder, request)
         if order is None:
             return
+        if sent is not None:
+            self.ledger.first_tries.append((sent, order.order_id))
         acked = AckedOrder(order.order_id, customer, items, order.total_cents)
         self.ledger.acked[order.order_id] = acked
         if self.random.random() < self.cancel_share:
             await asyncio.sleep(self.random.uniform(0.1, 1.0))
             cancel = orders_pb2.CancelOrderRequest(order_id=order.order_id, reason="chaos")
             acked.cancel_sent = True
-            if await self._call("CancelOrder", stub.CancelOrder, cancel) is not None:
-                acked.cancelled = True
+            cancelled, _ = await self._call("CancelOrder", stub.CancelOrder, cancel)
+            acked.cancelled = cancelled is not None

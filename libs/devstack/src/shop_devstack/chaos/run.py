@@ -17,7 +17,7 @@ from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 
 from shop_devstack.chaos.faults import Chaos, schedule
 from shop_devstack.chaos.load import Ledger, LoadClient
-from shop_devstack.chaos.verdict import Check, judge
+from shop_devstack.chaos.verdict import Check, came_back, judge
 from shop_devstack.procs import StackError
 from shop_devstack.stack import (
     TOPOLOGIES,
@@ -92,6 +92,7 @@ async def chaos(
         checks, settle_seconds = await judge(
             stack, ledger, initial, max(SETTLE_WITHIN - since_last_fault, 0.0)
         )
+        checks.append(came_back(runner.records, supervisor.running))
         stop_supervising.set()
         await supervising
         report = _report(run_id, topology_name, rate, runner, ledger, checks, supervisor)

@@ -7,27 +7,40 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 
+from shop_devstack.chaos.faults import FaultRecord
 from shop_devstack.chaos.load import Ledger
-from shop_devstack.stack import SERVICES, Stack
+from shop_devstack.procs import Process
+from shop_devstack.stack import Stack
 
 # Who consumes what (README, "Kafka topics and events"). Named here rather than read from the
 # group's committed offsets: right after a broker restart those can come back empty, which
 # would read as "no lag".
 CONSUMED = {
-    "shop-inventory": ("shop.orders.v1",),
-    "shop-notifier": ("shop.orders.v1", "shop.inventory.v1"),
+    "inventory": ("shop.orders.v1",),
+    "notifier": ("shop.orders.v1", "shop.inventory.v1"),
 }
+OUTBOXES = ("orders", "inventory")  # the services that publish through an outbox
+
+
+def consumer_group(service: str) -> str:
+    """As the service reads it (the chaos stack's services inherit this environment)."""
+    return os.environ.get(f"{service.upper()}_KAFKA_CONSUMER_GROUP", f"shop-{service}")
+
+
 CONFIRMED = orders_pb2.ORDER_STATUS_CONFIRMED
 CANCELLED = orders_pb2.ORDER_STATUS_CANCELLED
 KIND_CONFIRMED = notifier_pb2.NOTIFICATION_KIND_ORDER_CONFIRMED
@@ -86,10 +99,13 @@ async def backlog(stack: Stack) -> Backlog:
         ends = await consumer.end_offsets(every)
         starts = await consumer.beginning_offsets(every)
         lag: dict[str, int] = {}
-        for group, consumed in CONSUMED.items():
+        for service, consumed in CONSUMED.items():
+            group = consumer_group(service)
             committed = await admin.list_consumer_group_offsets(group)
             for topic in consumed:
-                for tp in partitions.get(topic, []):
+                if topic not in partitions:
+                    raise LookupError(f"topic {topic} does not exist (yet)")
+                for tp in partitions[topic]:
                     done = committed[tp].offset if tp in committed else starts[tp]
                     lag[f"{group} {topic}[{tp.partition}]"] = max(ends[tp] - max(done, 0), 0)
         dead = {
@@ -101,7 +117,7 @@ async def backlog(stack: Stack) -> Backlog:
         await admin.close()
         await consumer.stop()
     outbox = {}
-    for name in SERVICES:
+    for name in OUTBOXES:
         for replica in stack.replicas:
             metrics_port = stack.ports.replica(name, replica)[1]
             instance = stack.topology.instance_name(name, replica)
@@ -110,8 +126,9 @@ async def backlog(stack: Stack) -> Backlog:
                 ("shop_outbox_parked_rows", " parked"),
             ):
                 value = await asyncio.to_thread(_gauge, metrics_port, gauge)
-                if value is not None:
-                    outbox[instance + what] = value
+                if value is None:  # a missing reading is not a zero
+                    raise LookupError(f"{instance} does not report {gauge}")
+                outbox[instance + what] = value
     return Backlog(lag, outbox, dead)
 
 
@@ -123,18 +140,28 @@ def _gauge(port: int, metric: str) -> float | None:
     return None
 
 
+SECOND_LOOK = 2.0  # the gauges refresh every second: one look can read an old zero
+
+
 async def settle(stack: Stack, within: float) -> Check:
-    """Wait until nothing is left in flight: consumer lag 0, outbox 0, DLQ empty."""
+    """Wait until nothing is left in flight: consumer lag 0, outbox 0, DLQ empty, seen twice
+    at least SECOND_LOOK seconds apart."""
     check = Check(f"settled within {within:.0f} s: consumer lag, outbox and DLQ all empty")
     deadline = time.monotonic() + within
     last: Backlog | None = None
+    settled_since: float | None = None
     while True:
         try:
             last = await backlog(stack)
-        except Exception as exc:  # a replica still restarting: try again
+        except Exception as exc:  # a replica still restarting, a topic not there yet: again
             check.detail = f"not measurable yet: {exc!r}"
+            settled_since = None
         else:
-            if last.settled:
+            if not last.settled:
+                settled_since = None
+            elif settled_since is None:
+                settled_since = time.monotonic()
+            elif time.monotonic() - settled_since >= SECOND_LOOK:
                 check.detail = "lag 0, outbox 0, DLQ empty"
                 return check
         if time.monotonic() >= deadline:
@@ -170,7 +197,12 @@ async def judge(
     deadline = started + within
     while True:
         settled = await settle(stack, max(deadline - time.monotonic(), 0.0))
-        checks = [*await audit(stack, ledger, initial), settled]
+        try:
+            checks = [*await audit(stack, ledger, initial), settled]
+        except grpc.aio.AioRpcError as error:  # a service still coming back: ask again
+            unanswered = Check("the services answer the audit")
+            unanswered.breach(f"{error.code().name}: {error.details()}")
+            checks = [settled, unanswered]
         if all(check.ok for check in checks):
             return checks, time.monotonic() - started
         if time.monotonic() >= deadline:
@@ -181,6 +213,31 @@ async def judge(
 # Answers that mean "the server failed on this" rather than "try again" or "no": a fault
 # must surface as UNAVAILABLE (or a deadline), which a client knows how to handle.
 SERVER_FAILURES = ("UNKNOWN", "INTERNAL", "DATA_LOSS")
+
+
+def load_went_through(ledger: Ledger) -> Check:
+    """The run placed orders, and none was given up on (its outcome unknown to the client)."""
+    check = Check("the load went through: orders acknowledged, none abandoned")
+    if not ledger.acked:
+        check.breach("no CreateOrder was answered OK: nothing was tested")
+    if ledger.abandoned:
+        check.breach(f"{ledger.abandoned} requests abandoned after retrying for their time")
+    check.detail = f"{len(ledger.acked)} orders acknowledged, {ledger.abandoned} abandoned"
+    return check
+
+
+def came_back(records: Sequence[FaultRecord], processes: Sequence[Process]) -> Check:
+    """Every fault was recovered from, and every process runs at the end."""
+    check = Check("the system came back from every fault, every process runs")
+    for record in records:
+        if record.recovered_at is None:
+            check.breach(f"never recovered from: {record.name}")
+    for process in processes:
+        if process.exited or process.held:
+            check.breach(f"{process.name} is not running")
+    slowest = max((r.recovery_seconds or 0.0 for r in records), default=0.0)
+    check.detail = f"{len(records)} faults, slowest recovery {slowest:.1f} s"
+    return check
 
 
 def clear_answers(ledger: Ledger) -> Check:
@@ -205,6 +262,7 @@ async def audit(
         notifier = notifier_pb2_grpc.NotifierServiceStub(notifier_channel)
         held = await _all_orders(orders, sorted(ledger.customers))
         return [
+            load_went_through(ledger),
             clear_answers(ledger),
             _orders_kept(ledger, held),
             await _notified_once(notifier, sorted(ledger.customers), held),
