@@ -102,6 +102,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
             interceptors=parts.interceptors,
             on_stopping=parts.on_grpc_stopping,
             grace_seconds=settings.shutdown_grace_seconds,
+            limits=settings.grpc_limits,
         ),
         stop_first=True,
     )
