@@ -48,19 +48,49 @@ class ApiError(Exception):
         return rpc_status.to_status(status)
 
 
+# An error travels in the response's trailers, which a gRPC client refuses past 16 KiB (and
+# may refuse past 8 KiB): a request with hundreds of bad fields would be answered with an
+# error no client can read (RESOURCE_EXHAUSTED "received metadata size exceeds hard limit").
+# So an error lists a bounded number of problems, each bounded in length.
+MAX_LISTED_VIOLATIONS = 10
+MAX_SUMMARISED_VIOLATIONS = 3
+MAX_FIELD_LENGTH = 100
+MAX_DESCRIPTION_LENGTH = 200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class InvalidArgument(ApiError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: Mapping[str, str]) -> None:
-        """`violations` maps a field path (e.g. "items[0].quantity") to what is wrong."""
+        """`violations` maps a field path (e.g. "items[0].quantity") to what is wrong.
+
+        All are kept in `violations`; the status lists the first MAX_LISTED_VIOLATIONS (and
+        how many more there are) and its message the first MAX_SUMMARISED_VIOLATIONS.
+        """
         self.violations = dict(violations)
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-                for field, description in self.violations.items()
-            ]
-        )
-        summary = "; ".join(f"{f}: {d}" for f, d in self.violations.items())
+        listed = [
+            (_clip(field, MAX_FIELD_LENGTH), _clip(description, MAX_DESCRIPTION_LENGTH))
+            for field, description in list(self.violations.items())[:MAX_LISTED_VIOLATIONS]
+        ]
+        unlisted = len(self.violations) - len(listed)
+        field_violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in listed
+        ]
+        if unlisted:
+            field_violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="", description=f"{unlisted} more problems not listed"
+                )
+            )
+        summary = "; ".join(f"{f}: {d}" for f, d in listed[:MAX_SUMMARISED_VIOLATIONS])
+        if len(self.violations) > MAX_SUMMARISED_VIOLATIONS:
+            summary += f" (and {len(self.violations) - MAX_SUMMARISED_VIOLATIONS} more)"
+        bad_request = error_details_pb2.BadRequest(field_violations=field_violations)
         super().__init__(f"invalid request: {summary}", [bad_request])
 
 

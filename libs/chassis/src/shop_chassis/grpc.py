@@ -57,6 +57,24 @@ class _MethodAwarePool:
             return service.file
 
 
+class HealthServicer(health.aio.HealthServicer):
+    """grpc's health servicer plus `List` (every service's status), which grpcio-health-checking
+    declares but does not implement: a call of it raised NotImplementedError, logged with its
+    traceback each time."""
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # The statuses as the base class keeps them (it has no accessor); the message types
+        # are newer than their type stubs.
+        statuses: dict[str, Any] = vars(self)["_server_status"]
+        messages: Any = health_pb2
+        return messages.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in statuses.items()
+            }
+        )
+
+
 class GrpcServerService(Service):
     """Serves `registrars` on `address` until stopped."""
 
@@ -81,7 +99,7 @@ class GrpcServerService(Service):
         self.interceptors = list(interceptors)
         self.on_stopping = list(on_stopping)
         self.server: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
 
     async def on_start(self) -> None:
         server = grpc.aio.server(
