@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shop_devstack.chaos.run import main as chaos_main
 from shop_devstack.demo import main as demo_main
+from shop_devstack.fuzz.run import main as fuzz_main
 from shop_devstack.procs import StackError
 from shop_devstack.profile import main as profile_main
 from shop_devstack.stack import (
@@ -155,11 +156,14 @@ def main() -> None:
     sub.add_parser("demo", help="place a few orders against the running system")
     sub.add_parser("profile", help="a py-spy flame graph of a running service under load")
     sub.add_parser("chaos", help="faults under load on a stack of its own, then a verdict")
+    sub.add_parser("fuzz", help="hostile requests and poison events on a stack of its own")
     args, rest = parser.parse_known_args()
     if args.command == "profile":
         sys.exit(profile_main(rest))
     if args.command == "chaos":
         sys.exit(chaos_main(rest))
+    if args.command == "fuzz":
+        sys.exit(fuzz_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
