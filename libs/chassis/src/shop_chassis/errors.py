@@ -48,18 +48,23 @@ class ApiError(Exception):
         return rpc_status.to_status(status)
 
 
-# An error travels in the response's trailers, which a gRPC client refuses past 16 KiB (and
-# may refuse past 8 KiB): a request with hundreds of bad fields would be answered with an
-# error no client can read (RESOURCE_EXHAUSTED "received metadata size exceeds hard limit").
-# So an error lists a bounded number of problems, each bounded in length.
+# An error travels in the response's trailers, which a gRPC client refuses past 16 KiB, and
+# may refuse past 8 KiB: a request with hundreds of bad fields would be answered with an error
+# no client can read (RESOURCE_EXHAUSTED "received metadata size exceeds hard limit"). So an
+# error lists a bounded number of problems, each bounded in UTF-8 bytes (the message is sent
+# percent-encoded, up to 3 characters a byte; the details base64-encoded): at most ≈ 6 KB.
 MAX_LISTED_VIOLATIONS = 10
 MAX_SUMMARISED_VIOLATIONS = 3
-MAX_FIELD_LENGTH = 100
-MAX_DESCRIPTION_LENGTH = 200
+MAX_FIELD_BYTES = 64
+MAX_DESCRIPTION_BYTES = 160
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text`, cut to at most `limit` bytes of UTF-8 (an ellipsis included)."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "…"
 
 
 class InvalidArgument(ApiError):
@@ -73,7 +78,7 @@ class InvalidArgument(ApiError):
         """
         self.violations = dict(violations)
         listed = [
-            (_clip(field, MAX_FIELD_LENGTH), _clip(description, MAX_DESCRIPTION_LENGTH))
+            (_clip(field, MAX_FIELD_BYTES), _clip(description, MAX_DESCRIPTION_BYTES))
             for field, description in list(self.violations.items())[:MAX_LISTED_VIOLATIONS]
         ]
         unlisted = len(self.violations) - len(listed)
