@@ -135,6 +135,18 @@ class FailedPrecondition(ApiError):
         self.reason = reason
 
 
+class OutOfRange(ApiError):
+    """A valid request whose result would leave the allowed range given the current state
+    (it may succeed once the state changes, unlike INVALID_ARGUMENT)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+    def __init__(self, message: str, reason: str, metadata: Mapping[str, str]) -> None:
+        info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+        super().__init__(message, [info])
+        self.reason = reason
+
+
 class AlreadyExists(ApiError):
     code = grpc.StatusCode.ALREADY_EXISTS
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from shop_chassis.errors import AlreadyExists, FailedPrecondition, NotFound
+from shop_chassis.errors import AlreadyExists, FailedPrecondition, NotFound, OutOfRange
 from shop_chassis.validation import Violations, decode_page_token, encode_page_token
 
 from inventory.domain.model import (
@@ -17,6 +17,7 @@ from inventory.domain.model import (
     ReservationStatus,
     StockError,
     StockLevel,
+    StockWouldExceedMaximum,
     StockWouldGoNegative,
     UnknownReservation,
     UnknownSku,
@@ -130,6 +131,16 @@ def _api_error(error: StockError) -> Exception:
             return FailedPrecondition(
                 str(error),
                 reason="STOCK_WOULD_GO_NEGATIVE",
+                metadata={
+                    "sku": error.sku,
+                    "delta": str(error.delta),
+                    "available": str(error.available),
+                },
+            )
+        case StockWouldExceedMaximum():
+            return OutOfRange(
+                str(error),
+                reason="STOCK_WOULD_EXCEED_MAXIMUM",
                 metadata={
                     "sku": error.sku,
                     "delta": str(error.delta),
