@@ -73,7 +73,7 @@ class Tally:
         examples = self.examples[f"{rpc} {code}"]
         if code != "OK" and len(examples) < 3 and details[:200] not in examples:
             examples.append(details[:200])
-        if seconds > self.slowest_seconds:
+        if seconds > self.slowest_seconds and not method.server_streaming:  # streams: ours
             self.slowest_seconds = seconds
             self.slowest = f"{rpc} ({request.kind}, {code})"
 
