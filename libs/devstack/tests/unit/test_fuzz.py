@@ -201,3 +201,26 @@ def test_a_type_only_one_consumer_handles_is_dead_lettered_by_that_one_only() ->
     confirmed = next(c for c in cases() if c.name == "garbage as OrderConfirmed")
 
     assert confirmed.expected() == Counter({("shop-notifier", "undecodable"): 1})
+
+
+def test_an_accepted_request_comes_back_with_one_field_changed() -> None:
+    create = next(m for m in RPCS if m.descriptor.name == "CreateOrder")
+    accepted = orders_pb2.CreateOrderRequest(
+        customer_id="alice", items=[orders_pb2.OrderItem(sku="MUG-001", quantity=1)]
+    )
+    dictionary = Dictionary()
+    dictionary.accept("shop.orders.v1.CreateOrderRequest", accepted.SerializeToString())
+    requests = HostileRequests(random.Random(4), dictionary)
+
+    changed = [requests.make(create, "one_field_off") for _ in range(50)]
+    decoded = [orders_pb2.CreateOrderRequest.FromString(r.body) for r in changed]
+
+    assert {r.kind for r in changed} == {"one_field_off"}
+    assert any(d.customer_id == "alice" and d != accepted for d in decoded)
+    assert any(len(d.items) == 2 for d in decoded)  # an element added or duplicated
+
+
+def test_without_an_accepted_request_one_field_off_is_edge_values() -> None:
+    get_order = next(m for m in RPCS if m.descriptor.name == "GetOrder")
+
+    assert HostileRequests(random.Random(1)).make(get_order, "one_field_off").kind == "edge_values"

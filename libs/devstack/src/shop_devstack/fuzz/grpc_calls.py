@@ -26,6 +26,7 @@ CALL_TIMEOUT = 20.0  # an answer slower than this counts as the server hanging
 STREAM_MESSAGES = 3
 STREAM_WAIT = 0.3
 SERVER_FAILURES = frozenset({"UNKNOWN", "INTERNAL", "DATA_LOSS"})
+WELL_FORMED = frozenset({"edge_values", "one_field_off", "empty", "hostile_metadata"})
 STREAM_OPEN = "OK"  # a stream still open when the fuzzer let go: the server took the request
 
 
@@ -136,6 +137,8 @@ class GrpcFuzzer:
             # An answer that does not parse is not this check's business.
             with contextlib.suppress(Exception):
                 self.requests.dictionary.learn(method.output_class.FromString(reply))
+        if code == "OK" and request.kind in WELL_FORMED:
+            self.requests.dictionary.accept(method.descriptor.input_type.full_name, request.body)
         if code in SERVER_FAILURES or code == "DEADLINE_EXCEEDED":
             self._save(method, request, code, details)
 

@@ -10,6 +10,9 @@ method's input descriptor into the bytes of one hostile request, of one of these
   characters, ids that are almost valid (upper case, a trailing newline), page tokens that
   decode to other types, huge numbers or deep nesting, and values seen in earlier answers
   (order ids, SKUs, tokens), so that requests also get past validation;
+- `one_field_off`: a request the server accepted earlier (answered OK) with one field, or one
+  field of one element, changed to an edge value: the rest stays valid, so the change is what
+  the server meets (an edge-values request until the method has accepted one);
 - `huge_list`: a repeated field with 10,000 elements;
 - `random_bytes`, `truncated` (a well-formed message cut short), `wrong_wire_type` (a field
   sent as another wire type, or an invalid one), `invalid_utf8` (a string field that is not
@@ -53,7 +56,8 @@ OVERSIZED = 1_100_000  # over the servers' 1 MiB (SHOP_GRPC_MAX_REQUEST_BYTES)
 NESTING = 100_000
 
 KINDS: dict[str, float] = {  # kind -> weight
-    "edge_values": 40,
+    "edge_values": 28,
+    "one_field_off": 15,
     "huge_list": 3,
     "random_bytes": 12,
     "truncated": 10,
@@ -226,7 +230,15 @@ class Dictionary:
     page tokens), so that hostile requests also reach past validation."""
 
     seen: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # input message type -> requests of that type a server answered OK
+    accepted: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
     limit: int = 200
+
+    def accept(self, message_type: str, body: bytes) -> None:
+        known = self.accepted[message_type]
+        if body not in known and len(body) < 100_000:
+            known.append(body)
+            del known[: -self.limit]
 
     def learn(self, message: Message) -> None:
         for descriptor, value in message.ListFields():
@@ -304,6 +316,7 @@ class HostileRequests:
         self._weights = list(KINDS.values())
         self._makers: dict[str, Callable[[Descriptor], HostileRequest]] = {
             "edge_values": lambda d: HostileRequest("edge_values", self._message(d)),
+            "one_field_off": self._one_field_off,
             "huge_list": self._huge_list,
             "random_bytes": self._random_bytes,
             "truncated": self._truncated,
@@ -392,6 +405,36 @@ class HostileRequests:
                 return f"fuzz-{rng.randrange(50)}"
             return str(uuid.UUID(int=rng.getrandbits(128), version=4))
         return rng.choice(self._strings)
+
+    def _one_field_off(self, descriptor: Descriptor) -> HostileRequest:
+        accepted = self.dictionary.accepted.get(descriptor.full_name)
+        if not accepted or not descriptor.fields:
+            return HostileRequest("edge_values", self._message(descriptor))
+        message = GetMessageClass(descriptor).FromString(self.rng.choice(accepted))
+        self._change_one_field(message, 0)
+        return HostileRequest("one_field_off", message.SerializeToString())
+
+    def _change_one_field(self, message: Message, depth: int) -> None:
+        rng = self.rng
+        descriptor = cast(Descriptor, message.DESCRIPTOR)
+        fields = list(descriptor.fields)
+        chosen = rng.choice(fields)
+        strings = {f.name: v for f, v in message.ListFields() if isinstance(v, str)}
+        if _is_repeated(chosen):
+            target = getattr(message, chosen.name)
+            roll = rng.random()
+            if roll < 0.2:
+                del target[:]
+            elif roll < 0.6 and len(target) and chosen.type == FieldDescriptor.TYPE_MESSAGE:
+                self._change_one_field(rng.choice(list(target)), depth + 1)
+            elif roll < 0.8 and len(target):
+                target.append(target[rng.randrange(len(target))])  # a duplicate element
+            else:
+                self._add(target, chosen, depth, strings)
+        elif chosen.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(message, chosen.name).CopyFrom(self.build(_message_type(chosen), depth + 1))
+        else:
+            self._set(message, chosen, depth, strings)
 
     # Malformed encodings
 
