@@ -71,7 +71,10 @@ class TopicDeclarations(Service):
                 if topic.get_topic_name() in existing and _configs(topic)
             ]
             if configured:  # created by an older version, without today's settings
-                await admin.alter_configs(configured)
+                for response in await admin.alter_configs(configured):
+                    for code, message, _, name in response.resources:
+                        if code != 0:
+                            raise RuntimeError(f"configuring Kafka topic {name} failed: {message}")
         finally:
             await admin.close()
         log.info("kafka_topics_ready", created=[t.name for t in missing])
