@@ -289,22 +289,19 @@ def _length_delimited(number: int, payload: bytes) -> bytes:
 
 
 def _wire_type(descriptor: FieldDescriptor) -> int:
-    match descriptor.type:
-        case FieldDescriptor.TYPE_STRING | FieldDescriptor.TYPE_BYTES:
-            return LEN
-        case FieldDescriptor.TYPE_MESSAGE:
-            return LEN
-        case FieldDescriptor.TYPE_GROUP:
-            return SGROUP
-        case FieldDescriptor.TYPE_DOUBLE | FieldDescriptor.TYPE_FIXED64:
-            return I64
-        case FieldDescriptor.TYPE_SFIXED64:
-            return I64
-        case FieldDescriptor.TYPE_FLOAT | FieldDescriptor.TYPE_FIXED32:
-            return I32
-        case FieldDescriptor.TYPE_SFIXED32:
-            return I32
-    return VARINT
+    """The wire type a field's values are sent with (a repeated number may also be packed)."""
+    return {
+        FieldDescriptor.TYPE_STRING: LEN,
+        FieldDescriptor.TYPE_BYTES: LEN,
+        FieldDescriptor.TYPE_MESSAGE: LEN,
+        FieldDescriptor.TYPE_GROUP: SGROUP,
+        FieldDescriptor.TYPE_DOUBLE: I64,
+        FieldDescriptor.TYPE_FIXED64: I64,
+        FieldDescriptor.TYPE_SFIXED64: I64,
+        FieldDescriptor.TYPE_FLOAT: I32,
+        FieldDescriptor.TYPE_FIXED32: I32,
+        FieldDescriptor.TYPE_SFIXED32: I32,
+    }.get(descriptor.type, VARINT)
 
 
 class HostileRequests:
