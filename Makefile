@@ -54,6 +54,11 @@ chaos: install ## Faults under load on a stack of its own, then a verdict: [TOPO
 	deploy/bootstrap.sh kafka jaeger prometheus postgres
 	$(PY) -m shop_devstack chaos --topology "$(or $(TOPOLOGY),cluster)" --rate "$(or $(RATE),10)"
 
+.PHONY: fuzz
+fuzz: install ## Hostile requests to every RPC and poison events, on a stack of its own, then a verdict: [REQUESTS=10000] [SEED=n]
+	deploy/bootstrap.sh kafka jaeger prometheus
+	$(PY) -m shop_devstack fuzz --requests "$(or $(REQUESTS),10000)" $(if $(SEED),--seed "$(SEED)")
+
 .PHONY: test
 test: install ## Unit, integration and e2e tests (private Kafka, Jaeger, Prometheus, PostgreSQL)
 	deploy/bootstrap.sh kafka jaeger jaeger-ui prometheus grpcurl ghz postgres benchtools chromium

@@ -48,19 +48,54 @@ class ApiError(Exception):
         return rpc_status.to_status(status)
 
 
+# An error travels in the response's trailers, which a gRPC client refuses past 16 KiB, and
+# may refuse past 8 KiB: a request with hundreds of bad fields would be answered with an error
+# no client can read (RESOURCE_EXHAUSTED "received metadata size exceeds hard limit"). So an
+# error lists a bounded number of problems, each bounded in UTF-8 bytes (the message is sent
+# percent-encoded, up to 3 characters a byte; the details base64-encoded): at most ≈ 6 KB.
+MAX_LISTED_VIOLATIONS = 10
+MAX_SUMMARISED_VIOLATIONS = 3
+MAX_FIELD_BYTES = 64
+MAX_DESCRIPTION_BYTES = 160
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` bytes of UTF-8 (an ellipsis included)."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "…"
+
+
 class InvalidArgument(ApiError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: Mapping[str, str]) -> None:
-        """`violations` maps a field path (e.g. "items[0].quantity") to what is wrong."""
+        """`violations` maps a field path (e.g. "items[0].quantity") to what is wrong.
+
+        All are kept in `violations`; the status lists the first MAX_LISTED_VIOLATIONS (and
+        how many more there are) and its message the first MAX_SUMMARISED_VIOLATIONS.
+        """
         self.violations = dict(violations)
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-                for field, description in self.violations.items()
-            ]
-        )
-        summary = "; ".join(f"{f}: {d}" for f, d in self.violations.items())
+        listed = [
+            (_clip(field, MAX_FIELD_BYTES), _clip(description, MAX_DESCRIPTION_BYTES))
+            for field, description in list(self.violations.items())[:MAX_LISTED_VIOLATIONS]
+        ]
+        unlisted = len(self.violations) - len(listed)
+        field_violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in listed
+        ]
+        if unlisted:
+            field_violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="", description=f"{unlisted} more problems not listed"
+                )
+            )
+        summary = "; ".join(f"{f}: {d}" for f, d in listed[:MAX_SUMMARISED_VIOLATIONS])
+        if len(self.violations) > MAX_SUMMARISED_VIOLATIONS:
+            summary += f" (and {len(self.violations) - MAX_SUMMARISED_VIOLATIONS} more)"
+        bad_request = error_details_pb2.BadRequest(field_violations=field_violations)
         super().__init__(f"invalid request: {summary}", [bad_request])
 
 
@@ -93,6 +128,18 @@ class NotFound(ApiError):
 
 class FailedPrecondition(ApiError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str, reason: str, metadata: Mapping[str, str]) -> None:
+        info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+        super().__init__(message, [info])
+        self.reason = reason
+
+
+class OutOfRange(ApiError):
+    """A valid request whose result would leave the allowed range given the current state
+    (it may succeed once the state changes, unlike INVALID_ARGUMENT)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
 
     def __init__(self, message: str, reason: str, metadata: Mapping[str, str]) -> None:
         info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)

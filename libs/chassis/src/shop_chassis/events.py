@@ -1,7 +1,9 @@
 """Consuming protobuf events from Kafka with Faust: decode, handle, retry, dead-letter.
 
 `subscribe` turns a map of event type -> handler into a Faust agent. The "event-type"
-header names the protobuf message; types with no handler are skipped. While the database is
+header names the protobuf message; types with no handler are skipped (a shared topic carries
+other consumers' types, and a newer producer's), while an event without the header, which no
+producer of ours writes, is dead-lettered. While the database is
 unavailable (unreachable, or locked past its timeout) a handler is retried with backoff for
 as long as that lasts: an outage delays the partition, it never dead-letters its events.
 Any other failure is retried a bounded number of times; an event that cannot be decoded, or
@@ -27,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shop_chassis.db import DatabaseUnavailable
-from shop_chassis.kafka import ShopApp, declare_topic
+from shop_chassis.kafka import DEAD_LETTER_MAX_BYTES, ShopApp, declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
 
@@ -80,7 +82,8 @@ class EventProcessor:
     """What the agent does with one event; kept apart from Faust so it can be unit-tested.
 
     - no handler for the event type: skipped;
-    - undecodable, or the handler raises PoisonEvent: dead-lettered at once;
+    - no event type at all, undecodable, or the handler raises PoisonEvent: dead-lettered
+      at once;
     - the database is unavailable (`DatabaseUnavailable`): retried with backoff for as long
       as it takes — the partition waits, so order is kept and nothing is dead-lettered
       because of an outage;
@@ -109,7 +112,11 @@ class EventProcessor:
         """Handle `event`; returns the outcome (ok, skipped or dead_lettered)."""
         message = event.message
         headers = {k: v for k, v in (event.headers or {}).items() if isinstance(v, bytes)}
-        event_type = headers.get("event-type", b"").decode(errors="replace")
+        if "event-type" not in headers:
+            return await self._dead_letter(
+                event, "missing", "no_event_type", PoisonEvent("no event-type header")
+            )
+        event_type = headers["event-type"].decode(errors="replace")
         handler = self.handlers.get(event_type)
         if handler is None:
             # The header is whatever a producer wrote: don't let it mint label values.
@@ -186,7 +193,9 @@ def subscribe(
     """Create the agent consuming `topic`; returns its dead-letter topic (to declare)."""
     topic_name = topic.get_topic_name()
     app.handled_event_types[topic_name] = frozenset(handlers)
-    dead_letters = declare_topic(app, settings, f"{topic_name}.dlq")
+    dead_letters = declare_topic(
+        app, settings, f"{topic_name}.dlq", config={"max.message.bytes": DEAD_LETTER_MAX_BYTES}
+    )
 
     async def dead_letter(event: EventT[Any], reason: str, error: BaseException) -> None:
         message = event.message

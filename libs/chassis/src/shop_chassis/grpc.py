@@ -1,10 +1,11 @@
 """The gRPC server every service runs: grpc.aio, health checking, reflection, interceptors.
 
-It is a mode.Service so the Faust app can start it after its producer and consumer and,
-on SIGTERM/SIGINT, stop it before anything else: health flips to NOT_SERVING, server
-streams are told to end, new calls are refused, in-flight calls get `grace` seconds to
-finish, and only then do Faust's agents, the outbox relay, the database and Faust's
-clients stop.
+Every server is bounded (`GrpcLimits`: request size, calls in progress, a default deadline;
+README, "Limits and deadlines"). It is a mode.Service so the Faust app can start it after
+its producer and consumer and, on SIGTERM/SIGINT, stop it before anything else: health flips
+to NOT_SERVING, server streams are told to end, new calls are refused, in-flight calls get
+`grace` seconds to finish, and only then do Faust's agents, the outbox relay, the database
+and Faust's clients stop.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mode import Service
 
+from shop_chassis.deadlines import DeadlineInterceptor
 from shop_chassis.errors import ErrorMappingInterceptor, RequestDecodingInterceptor
 from shop_chassis.grpc_metrics import ServerMetricsInterceptor
+from shop_chassis.settings import GrpcLimits
 from shop_chassis.telemetry import ServerTracingInterceptor
 from shop_chassis.tls import TlsFiles
 
@@ -55,6 +58,24 @@ class _MethodAwarePool:
             return service.file
 
 
+class HealthServicer(health.aio.HealthServicer):
+    """grpc's health servicer plus `List` (every service's status), which grpcio-health-checking
+    declares but does not implement: a call of it raised NotImplementedError, logged with its
+    traceback each time."""
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # The statuses as the base class keeps them (it has no accessor); the message types
+        # are newer than their type stubs.
+        statuses: dict[str, Any] = vars(self)["_server_status"]
+        messages: Any = health_pb2
+        return messages.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in statuses.items()
+            }
+        )
+
+
 class GrpcServerService(Service):
     """Serves `registrars` on `address` until stopped; over mutual TLS when given `tls`."""
 
@@ -65,6 +86,7 @@ class GrpcServerService(Service):
         service_names: Sequence[str],
         registrars: Sequence[Registrar],
         grace_seconds: float,
+        limits: GrpcLimits | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         on_stopping: Sequence[Callable[[], None]] = (),
         tls: TlsFiles | None = None,
@@ -75,25 +97,33 @@ class GrpcServerService(Service):
         self.service_names = list(service_names)
         self.registrars = list(registrars)
         self.grace_seconds = grace_seconds
+        self.limits = limits or GrpcLimits()
         self.interceptors = list(interceptors)
         self.on_stopping = list(on_stopping)
         self.tls = tls
         self.server: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
 
     async def on_start(self) -> None:
         server = grpc.aio.server(
             # Outermost first: the span is current while metrics record (exemplars); requests
             # are decoded inside both, so an undecodable one is traced and counted, and
-            # errors are mapped innermost so both see the final status.
+            # errors are mapped innermost so both see the final status. The deadline bounds
+            # everything the handler does, the service's own interceptors included.
             interceptors=[
                 ServerTracingInterceptor(),
                 ServerMetricsInterceptor(),
                 RequestDecodingInterceptor(),
+                DeadlineInterceptor(self.limits.default_deadline_seconds),
                 *self.interceptors,
                 ErrorMappingInterceptor(),
             ],
-            options=[("grpc.so_reuseport", 0)],
+            # grpc refuses these two with RESOURCE_EXHAUSTED before any interceptor runs.
+            maximum_concurrent_rpcs=self.limits.max_concurrent_rpcs,
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", self.limits.max_request_bytes),
+            ],
         )
         for register in self.registrars:
             register(server)
@@ -120,6 +150,9 @@ class GrpcServerService(Service):
             address=self.address,
             services=self.service_names,
             tls="mutual" if self.tls else "off",
+            max_request_bytes=self.limits.max_request_bytes,
+            max_concurrent_rpcs=self.limits.max_concurrent_rpcs,
+            default_deadline_seconds=self.limits.default_deadline_seconds,
         )
 
     async def on_stop(self) -> None:

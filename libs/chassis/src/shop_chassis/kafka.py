@@ -16,6 +16,7 @@ from typing import Any
 import faust
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.sensors import Sensor
 from faust.transport.drivers.aiokafka import Producer as AiokafkaProducer
@@ -28,8 +29,16 @@ from shop_chassis.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 
+# The broker takes records up to its message.max.bytes (Kafka's default: 1,048,588 bytes per
+# record batch). A dead letter is such a record plus its dlq-* headers, so a dead-letter topic
+# takes up to this much, and so may the producer send: an event as large as the broker allows
+# must not be too large to dead-letter (its agent would retry the send forever).
+DEAD_LETTER_MAX_BYTES = 2 * 1024 * 1024
+
+
 class TopicDeclarations(Service):
-    """Creates the service's topics, if missing, before its consumer subscribes to them."""
+    """Creates the service's topics, if missing, before its consumer subscribes to them; a
+    topic declared with settings (`config`) gets them even if it exists already."""
 
     def __init__(self, bootstrap_servers: str, topics: Sequence[TopicT], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -46,6 +55,7 @@ class TopicDeclarations(Service):
                     topic.get_topic_name(),
                     num_partitions=topic.partitions,
                     replication_factor=topic.replicas,
+                    topic_configs=_configs(topic),
                 )
                 for topic in self.topics
                 if topic.get_topic_name() not in existing
@@ -55,9 +65,23 @@ class TopicDeclarations(Service):
                 for name, code, message in _topic_errors(response):
                     if code != TopicAlreadyExistsError.errno:  # another worker was first
                         raise RuntimeError(f"creating Kafka topic {name} failed: {message}")
+            configured = [
+                ConfigResource(ConfigResourceType.TOPIC, topic.get_topic_name(), _configs(topic))
+                for topic in self.topics
+                if topic.get_topic_name() in existing and _configs(topic)
+            ]
+            if configured:  # created by an older version, without today's settings
+                for response in await admin.alter_configs(configured):
+                    for code, message, _, name in response.resources:
+                        if code != 0:
+                            raise RuntimeError(f"configuring Kafka topic {name} failed: {message}")
         finally:
             await admin.close()
         log.info("kafka_topics_ready", created=[t.name for t in missing])
+
+
+def _configs(topic: TopicT) -> dict[str, str]:
+    return {key: str(value) for key, value in (topic.config or {}).items()}
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str]]:
@@ -178,6 +202,7 @@ def create_app(settings: ServiceSettings) -> ShopApp:
         # outbox relay notices an outage and retries from its table.
         producer_request_timeout=10.0,
         producer_linger=0.002,
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
         consumer_auto_offset_reset="earliest",
         # Local, single-broker timings: joins and rebalances in seconds, not half a minute.
         broker_session_timeout=10.0,

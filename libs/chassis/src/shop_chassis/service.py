@@ -103,6 +103,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
             on_stopping=parts.on_grpc_stopping,
             grace_seconds=settings.shutdown_grace_seconds,
             tls=settings.tls,
+            limits=settings.grpc_limits,
         ),
         stop_first=True,
     )

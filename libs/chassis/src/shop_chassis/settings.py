@@ -112,6 +112,42 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcLimits:
+    """What one gRPC server accepts before it refuses (README, "Limits and deadlines").
+
+    - a request larger than `max_request_bytes` is refused RESOURCE_EXHAUSTED by grpc itself;
+    - beyond `max_concurrent_rpcs` calls in progress (open streams and health checks count)
+      a new call is refused RESOURCE_EXHAUSTED at once instead of queueing without bound.
+      The default is twice `make bench`'s largest concurrency (128: the latency, step and
+      spike profiles), so no bench profile is refused;
+    - a unary call whose caller set no deadline is given `default_deadline_seconds`, then
+      answered DEADLINE_EXCEEDED. Server streams are exempt: they run until the client
+      cancels.
+    """
+
+    max_request_bytes: int = 1024 * 1024
+    max_concurrent_rpcs: int = 256
+    default_deadline_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> GrpcLimits:
+        default = cls()
+        return cls(
+            max_request_bytes=env.integer(
+                "SHOP_GRPC_MAX_REQUEST_BYTES", default.max_request_bytes, minimum=1024
+            ),
+            max_concurrent_rpcs=env.integer(
+                "SHOP_GRPC_MAX_CONCURRENT_RPCS", default.max_concurrent_rpcs, minimum=1
+            ),
+            default_deadline_seconds=env.number(
+                "SHOP_GRPC_DEFAULT_DEADLINE_SECONDS",
+                default.default_deadline_seconds,
+                minimum=0.01,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """What the chassis needs to run one service process."""
 
@@ -129,6 +165,7 @@ class ServiceSettings:
     shutdown_grace_seconds: float
     retention: Retention
     tls: TlsFiles | None  # SHOP_TLS=1: this service's certificate, key and the CA (tls.py)
+    grpc_limits: GrpcLimits
 
     @property
     def grpc_address(self) -> str:
@@ -180,4 +217,5 @@ class ServiceSettings:
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10.0),
             retention=Retention.from_env(env),
             tls=service_tls(env, service, default_dir=var_dir / "certs"),
+            grpc_limits=GrpcLimits.from_env(env),
         )

@@ -80,6 +80,14 @@ async def test_an_event_without_a_handler_is_skipped() -> None:
     assert script.calls == 0
 
 
+async def test_an_event_without_an_event_type_is_dead_lettered_not_skipped() -> None:
+    event = cancelled()
+    event.headers = {"event-id": b"e-1"}
+    script, dead = Script(), DeadLetters()
+    assert await processor(script, dead).process(event) == "dead_lettered"
+    assert (script.calls, dead.sent) == (0, ["no_event_type"])
+
+
 async def test_an_undecodable_event_is_dead_lettered_without_calling_the_handler() -> None:
     script, dead = Script(), DeadLetters()
     assert await processor(script, dead).process(Event(Message(b"\xff\xff"))) == "dead_lettered"

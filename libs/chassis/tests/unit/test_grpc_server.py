@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 from shop.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from shop_chassis.db import DatabaseUnavailable
+from shop_chassis.errors import InvalidArgument
 from shop_chassis.grpc import GrpcServerService
 from shop_devstack.procs import free_port
 from shop_devstack.testing import error_details, eventually
@@ -28,13 +29,15 @@ UNDECODABLE = {
 
 class Notifier(notifier_pb2_grpc.NotifierServiceServicer):
     """Answers with what it was asked, so a test sees the request arrived decoded; for
-    customer "db-down" its database is out of reach."""
+    customer "db-down" its database is out of reach, "many-problems" has 500 of them."""
 
     async def ListNotifications(
         self, request: notifier_pb2.ListNotificationsRequest, context: Any
     ) -> notifier_pb2.ListNotificationsResponse:
         if request.customer_id == "db-down":
             raise DatabaseUnavailable("the database is unavailable: ConnectionRefusedError()")
+        if request.customer_id == "many-problems":
+            raise InvalidArgument({f"items[{i}].sku": "é" * 1000 for i in range(500)})
         return notifier_pb2.ListNotificationsResponse(next_page_token=request.customer_id)
 
     async def StreamNotifications(
@@ -175,3 +178,32 @@ async def test_a_database_out_of_reach_is_unavailable_with_a_retry_delay(
     assert refused.value.details() == "the database is unavailable; retry later"
     (retry,) = error_details(refused.value)
     assert isinstance(retry, error_details_pb2.RetryInfo)
+
+
+async def test_health_lists_every_service_as_serving(channel: grpc.aio.Channel) -> None:
+    listed = await channel.unary_unary(
+        "/grpc.health.v1.Health/List",
+        request_serializer=health_pb2.HealthListRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthListResponse.FromString,
+    )(health_pb2.HealthListRequest(), timeout=5)
+
+    assert {name: s.status for name, s in listed.statuses.items()} == {
+        "": health_pb2.HealthCheckResponse.SERVING,
+        NOTIFIER: health_pb2.HealthCheckResponse.SERVING,
+    }
+
+
+async def test_a_request_with_hundreds_of_problems_gets_an_error_the_client_can_read(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = notifier_pb2_grpc.NotifierServiceStub(channel)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListNotifications(
+            notifier_pb2.ListNotificationsRequest(customer_id="many-problems"), timeout=5
+        )
+
+    # Not RESOURCE_EXHAUSTED from the client's own limit on the size of trailers.
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad_request,) = error_details(refused.value)
+    assert len(bad_request.field_violations) == 11

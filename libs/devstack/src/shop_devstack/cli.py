@@ -13,6 +13,7 @@ from pathlib import Path
 from shop_devstack.certs import describe, ensure_certs
 from shop_devstack.chaos.run import main as chaos_main
 from shop_devstack.demo import main as demo_main
+from shop_devstack.fuzz.run import main as fuzz_main
 from shop_devstack.logs import main as logs_main
 from shop_devstack.logs import readable
 from shop_devstack.procs import StackError, as_is
@@ -189,10 +190,12 @@ def main() -> None:
     sub.add_parser("story", help="one order's state, traces, log lines and notifications")
     sub.add_parser("logs", help="the running stack's logs, merged and filtered")
     sub.add_parser("status", help="processes, health, RED metrics, lag, outbox, dead letters")
+    sub.add_parser("fuzz", help="hostile requests and poison events on a stack of its own")
     args, rest = parser.parse_known_args()
     commands = {
         "profile": profile_main,
         "chaos": chaos_main,
+        "fuzz": fuzz_main,
         "story": story_main,
         "logs": logs_main,
         "status": status_main,

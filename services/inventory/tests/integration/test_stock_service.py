@@ -13,10 +13,12 @@ from inventory.adapters.repository import SqlUnitOfWork
 from inventory.adapters.tables import outbox, processed_events
 from inventory.bootstrap import MIGRATIONS
 from inventory.domain.model import (
+    MAX_AVAILABLE,
     InsufficientStock,
     Line,
     ReservationMismatch,
     ReservationStatus,
+    StockWouldExceedMaximum,
     StockWouldGoNegative,
     UnknownSku,
 )
@@ -203,6 +205,18 @@ async def test_adjusting_never_takes_available_below_zero(stock: StockService) -
         await stock.adjust_stock("LAMP-DESK", -19, "write-off")
     assert caught.value.available == 18
     assert (await stock.adjust_stock("LAMP-DESK", -18, "write-off")).available == 0
+
+
+async def test_adjusting_never_takes_available_past_the_maximum(stock: StockService) -> None:
+    level = await stock.adjust_stock("LAMP-DESK", 1, "restock")
+    full = await stock.adjust_stock("LAMP-DESK", MAX_AVAILABLE - level.available, "restock")
+
+    with pytest.raises(StockWouldExceedMaximum) as caught:
+        await stock.adjust_stock("LAMP-DESK", 1, "restock")
+
+    assert full.available == MAX_AVAILABLE  # still a 32-bit integer
+    assert caught.value.available == MAX_AVAILABLE
+    assert (await stock.get_stock("LAMP-DESK")).available == MAX_AVAILABLE
 
 
 async def test_adjusting_an_unknown_sku_is_unknown(stock: StockService) -> None:

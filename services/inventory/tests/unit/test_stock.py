@@ -7,11 +7,13 @@ import uuid
 import pytest
 from inventory.adapters.memory import InMemoryUnitOfWork
 from inventory.domain.model import (
+    MAX_AVAILABLE,
     InsufficientStock,
     Line,
     Product,
     ReservationMismatch,
     ReservationStatus,
+    StockWouldExceedMaximum,
     StockWouldGoNegative,
     UnknownReservation,
     UnknownSku,
@@ -238,6 +240,18 @@ async def test_adjusting_keeps_what_is_reserved(stock: StockService) -> None:
     level = await stock.adjust_stock("MUG-001", 5, "restock")
 
     assert (level.available, level.reserved) == (102, 3)
+
+
+async def test_adjusting_never_takes_available_past_the_maximum(stock: StockService) -> None:
+    level = await stock.adjust_stock("LAMP-DESK", 1, "restock")
+    full = await stock.adjust_stock("LAMP-DESK", MAX_AVAILABLE - level.available, "restock")
+
+    with pytest.raises(StockWouldExceedMaximum) as caught:
+        await stock.adjust_stock("LAMP-DESK", 1, "restock")
+
+    assert full.available == MAX_AVAILABLE  # still a 32-bit integer
+    assert caught.value.available == MAX_AVAILABLE
+    assert (await stock.get_stock("LAMP-DESK")).available == MAX_AVAILABLE
 
 
 async def test_adjusting_an_unknown_sku_is_unknown(stock: StockService) -> None:

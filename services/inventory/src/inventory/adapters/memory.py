@@ -15,6 +15,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from inventory.domain.model import (
+    MAX_AVAILABLE,
     Product,
     ProductStock,
     Reservation,
@@ -102,7 +103,7 @@ class InMemoryStockRepository:
 
     def _change_stock(self, sku: str, available: int, reserved: int) -> ProductStock | None:
         level = self.state.levels.get(sku)
-        if level is None or level.available + available < 0:
+        if level is None or not 0 <= level.available + available <= MAX_AVAILABLE:
             return None
         after = StockLevel(sku, level.available + available, level.reserved + reserved)
         self.state.levels[sku] = after

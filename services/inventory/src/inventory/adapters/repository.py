@@ -32,6 +32,7 @@ from inventory.adapters.tables import (
     reservations,
 )
 from inventory.domain.model import (
+    MAX_AVAILABLE,
     Product,
     ProductStock,
     Reservation,
@@ -60,6 +61,7 @@ _CHANGE_STOCK = (
     update(products)
     .where(products.c.sku == bindparam("key"))
     .where(products.c.available + _available_change >= 0)
+    .where(products.c.available + _available_change <= MAX_AVAILABLE)
     .values(
         available=products.c.available + _available_change,
         reserved=products.c.reserved + _reserved_change,

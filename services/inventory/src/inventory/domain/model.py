@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+# The most units of one product: every count stays a 32-bit integer (the API's int32 fields),
+# however many restocks of up to a million units pile up.
+MAX_AVAILABLE = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Product:
@@ -78,6 +82,15 @@ class InsufficientStock(StockError):
 class StockWouldGoNegative(StockError):
     def __init__(self, sku: str, delta: int, available: int) -> None:
         super().__init__(f"cannot adjust {sku} by {delta}: only {available} available")
+        self.sku, self.delta, self.available = sku, delta, available
+
+
+class StockWouldExceedMaximum(StockError):
+    def __init__(self, sku: str, delta: int, available: int) -> None:
+        super().__init__(
+            f"cannot adjust {sku} by {delta}: {available} available, at most {MAX_AVAILABLE}"
+            " allowed"
+        )
         self.sku, self.delta, self.available = sku, delta, available
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from shop_chassis.errors import AlreadyExists, FailedPrecondition, NotFound
+from shop_chassis.errors import AlreadyExists, FailedPrecondition, NotFound, OutOfRange
 from shop_chassis.validation import Violations, decode_page_token, encode_page_token
 
 from inventory.domain.model import (
@@ -17,6 +17,7 @@ from inventory.domain.model import (
     ReservationStatus,
     StockError,
     StockLevel,
+    StockWouldExceedMaximum,
     StockWouldGoNegative,
     UnknownReservation,
     UnknownSku,
@@ -37,9 +38,9 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.ListProductsResponse:
         violations = Violations()
         page_size = violations.page_size("page_size", request.page_size, default=50, maximum=500)
-        position = decode_page_token(violations, "page_token", request.page_token, {})
-        if position is not None and not isinstance(position.get("after"), str):
-            violations.add("page_token", "is not a page token this service issued")
+        position = decode_page_token(
+            violations, "page_token", request.page_token, {}, {"after": str}
+        )
         violations.raise_if_any()
         after = str(position["after"]) if position else None
         found = await self.stock.list_products(page_size + 1, after)
@@ -130,6 +131,16 @@ def _api_error(error: StockError) -> Exception:
             return FailedPrecondition(
                 str(error),
                 reason="STOCK_WOULD_GO_NEGATIVE",
+                metadata={
+                    "sku": error.sku,
+                    "delta": str(error.delta),
+                    "available": str(error.available),
+                },
+            )
+        case StockWouldExceedMaximum():
+            return OutOfRange(
+                str(error),
+                reason="STOCK_WOULD_EXCEED_MAXIMUM",
                 metadata={
                     "sku": error.sku,
                     "delta": str(error.delta),

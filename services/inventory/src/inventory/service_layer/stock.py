@@ -15,6 +15,7 @@ from shop.events.v1 import events_pb2
 from shop_chassis.outbox import new_event_id, now, timestamp
 
 from inventory.domain.model import (
+    MAX_AVAILABLE,
     InsufficientStock,
     Line,
     Product,
@@ -24,6 +25,7 @@ from inventory.domain.model import (
     ReservedLine,
     StockError,
     StockLevel,
+    StockWouldExceedMaximum,
     StockWouldGoNegative,
     UnknownReservation,
     UnknownSku,
@@ -65,6 +67,8 @@ class StockService:
                 level = stock.stock_level(sku)
                 if level is None:
                     raise UnknownSku(sku)
+                if level.available + delta > MAX_AVAILABLE:
+                    raise StockWouldExceedMaximum(sku, delta, level.available)
                 raise StockWouldGoNegative(sku, delta, level.available)
             events = self._stock_low(sku, after.available - delta, after.available)
             stock.stage_events(events)

@@ -1,7 +1,8 @@
 """The gRPC client orders uses to reserve and release stock in inventory.
 
 One channel for the process (no per-request connection setup), a deadline on every call,
-and transparent retries of UNAVAILABLE through the channel's service config — safe
+never later than the deadline of the request being served (`shop_chassis.deadlines`), and
+transparent retries of UNAVAILABLE through the channel's service config — safe
 because ReserveStock and ReleaseStock are idempotent per order id. With SHOP_TLS=1 the
 channel is mutual TLS: orders shows its own certificate and accepts only a server whose
 certificate, signed by the shop's CA, names `inventory`.
@@ -18,6 +19,7 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 from mode import Service
 from shop.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from shop_chassis.deadlines import bounded_timeout
 from shop_chassis.grpc_metrics import ClientMetricsInterceptor
 from shop_chassis.tls import TlsFiles, server_name_option
 
@@ -128,7 +130,9 @@ class InventoryClient(Service):
             ],
         )
         try:
-            reservation = await self.stub.ReserveStock(request, timeout=self.timeout_seconds)
+            reservation = await self.stub.ReserveStock(
+                request, timeout=bounded_timeout(self.timeout_seconds)
+            )
         except grpc.aio.AioRpcError as error:
             raise InventoryCallFailed(error) from error
         return [
@@ -136,7 +140,11 @@ class InventoryClient(Service):
         ]
 
     async def release(self, order_id: str, attempt_id: str) -> None:
-        """Undo `attempt_id`'s reservation, unless a later attempt has reserved the order."""
+        """Undo `attempt_id`'s reservation, unless a later attempt has reserved the order.
+
+        The whole fixed timeout, whatever the caller has left: this undoes a reservation
+        whose caller gave up (its deadline passed), and must not give up with it.
+        """
         request = inventory_pb2.ReleaseStockRequest(order_id=order_id, attempt_id=attempt_id)
         try:
             await self.stub.ReleaseStock(request, timeout=self.timeout_seconds)

@@ -56,9 +56,9 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         violations.identifier("customer_id", request.customer_id)
         page_size = violations.page_size("page_size", request.page_size, default=50, maximum=500)
         query = {"customer_id": request.customer_id}
-        position = decode_page_token(violations, "page_token", request.page_token, query)
-        if position is not None and not isinstance(position.get("before"), int):
-            violations.add("page_token", "is not a page token this service issued")
+        position = decode_page_token(
+            violations, "page_token", request.page_token, query, {"before": int}
+        )
         violations.raise_if_any()
         before = int(position["before"]) if position else None
         found = await self.ordering.list_orders(request.customer_id, page_size + 1, before)
