@@ -8,6 +8,7 @@ import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -94,17 +95,20 @@ async def test_the_services_producer_refuses_an_oversized_record_as_the_relay_pa
     )
     producer = create_app(settings).producer  # the one the outbox relay sends through
     await producer.start()
+
+    async def send(size: int) -> Any:
+        delivery = await producer.send(
+            topic, key=b"order-1", value=b"x" * size, partition=0, timestamp=None, headers=[]
+        )
+        return await asyncio.wait_for(delivery, 30)
+
     try:
-        with pytest.raises(Exception) as refusal:
-            await producer.send(
-                topic,
-                key=b"order-1",
-                value=b"x" * 2_000_000,
-                partition=None,
-                timestamp=None,
-                headers=[],
-            )
-        assert refused_for_good(refusal.value), repr(refusal.value)
+        for size in (3_000_000, 1_500_000):  # over the client's limit; over the broker's only
+            with pytest.raises(Exception) as refusal:
+                await send(size)
+            assert refused_for_good(refusal.value), f"{size}: {refusal.value!r}"
+        # The refusals cost the partition nothing: the next record still goes through.
+        assert (await send(100)).offset == 0
     finally:
         await producer.stop()
 
