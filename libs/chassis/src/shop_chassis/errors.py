@@ -169,9 +169,25 @@ async def _abort(context: Context, error: ApiError) -> NoReturn:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+class InternalError(ApiError):
+    """A bug: the server failed on a request it understood. Said as INTERNAL, never UNKNOWN,
+    and without the exception's text, which is for the server's log."""
+
+    code = grpc.StatusCode.INTERNAL
+
+    def __init__(self) -> None:
+        super().__init__("the server failed on this request; it is logged with its trace id")
+
+
+async def _internal_error(context: Context, method: str, error: Exception) -> NoReturn:
+    log.exception("unexpected_error", method=method, error=repr(error))
+    await _abort(context, InternalError())
+
+
 class ErrorMappingInterceptor(HandlerWrappingInterceptor):
-    """Answers an ApiError raised by a handler with its status and details, and a database
-    that cannot be reached (or stays locked) with UNAVAILABLE, which clients may retry."""
+    """Answers an ApiError raised by a handler with its status and details, a database that
+    cannot be reached (or stays locked) with UNAVAILABLE, which clients may retry, and any
+    other exception (a bug) with INTERNAL, logged with its traceback."""
 
     def wrap_unary(self, method: str, behavior: Unary) -> Unary:
         async def unary(request: Any, context: Context) -> Any:
@@ -182,6 +198,10 @@ class ErrorMappingInterceptor(HandlerWrappingInterceptor):
             except DatabaseUnavailable as error:
                 log.error("database_unavailable", method=method, error=repr(error.__cause__))
                 await _abort(context, Unavailable("the database is unavailable; retry later"))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _internal_error(context, method, error)
 
         return unary
 
@@ -195,6 +215,10 @@ class ErrorMappingInterceptor(HandlerWrappingInterceptor):
             except DatabaseUnavailable as error:
                 log.error("database_unavailable", method=method, error=repr(error.__cause__))
                 await _abort(context, Unavailable("the database is unavailable; retry later"))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _internal_error(context, method, error)
 
         return server_stream
 

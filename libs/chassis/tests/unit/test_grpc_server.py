@@ -29,13 +29,16 @@ UNDECODABLE = {
 
 class Notifier(notifier_pb2_grpc.NotifierServiceServicer):
     """Answers with what it was asked, so a test sees the request arrived decoded; for
-    customer "db-down" its database is out of reach, "many-problems" has 500 of them."""
+    customer "db-down" its database is out of reach, "many-problems" has 500 of them, and
+    "bug" meets a bug in the servicer."""
 
     async def ListNotifications(
         self, request: notifier_pb2.ListNotificationsRequest, context: Any
     ) -> notifier_pb2.ListNotificationsResponse:
         if request.customer_id == "db-down":
             raise DatabaseUnavailable("the database is unavailable: ConnectionRefusedError()")
+        if request.customer_id == "bug":
+            raise KeyError("secret-internal-detail")
         if request.customer_id == "many-problems":
             raise InvalidArgument({f"items[{i}].sku": "é" * 1000 for i in range(500)})
         return notifier_pb2.ListNotificationsResponse(next_page_token=request.customer_id)
@@ -178,6 +181,26 @@ async def test_a_database_out_of_reach_is_unavailable_with_a_retry_delay(
     assert refused.value.details() == "the database is unavailable; retry later"
     (retry,) = error_details(refused.value)
     assert isinstance(retry, error_details_pb2.RetryInfo)
+
+
+async def test_a_bug_in_a_handler_is_internal_not_unknown_and_keeps_its_details_inside(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = notifier_pb2_grpc.NotifierServiceStub(channel)
+    before = handled("ListNotifications", "INTERNAL")
+
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.ListNotifications(
+            notifier_pb2.ListNotificationsRequest(customer_id="bug"), timeout=5
+        )
+
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret-internal-detail" not in (failed.value.details() or "")
+
+    async def counted() -> None:  # the server counts once it has sent the status
+        assert handled("ListNotifications", "INTERNAL") == before + 1
+
+    await eventually(counted, within=5)
 
 
 async def test_health_lists_every_service_as_serving(channel: grpc.aio.Channel) -> None:
