@@ -1,8 +1,11 @@
 """The anchors: bare health servers the bench measures beside the services in every run.
 
 `python -m loadtest.anchor --port N` is the grpc.aio anchor: Health/Check on one event loop,
-no interceptors, no reflection. The Go anchor (.tools/bin/health-anchor, grpc-go with
-GOMAXPROCS=1) is the ceiling of the box. Both bind 127.0.0.1 on a free port.
+no interceptors, no reflection. It runs on the event loop the services run on
+(SHOP_EVENT_LOOP, uvloop unless set; `use_event_loop` is the chassis's own switch), so a
+ratio measures the services' code, not a change of loop. The Go anchor
+(.tools/bin/health-anchor, grpc-go with GOMAXPROCS=1) is the ceiling of the box.
+Both bind 127.0.0.1 on a free port.
 
 When the bench runs with SHOP_TLS=1 the anchors serve mutual TLS too, so a ratio compares
 like with like: with a CA and certificates of their own in the run folder (`anchor-certs/`,
@@ -25,6 +28,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from shop_chassis.service import use_event_loop
+from shop_chassis.settings import EVENT_LOOPS
 from shop_chassis.tls import TlsFiles, files_in
 from shop_devstack.certs import ensure_certs
 from shop_devstack.procs import free_port
@@ -136,14 +141,27 @@ async def anchors(go_binary: Path | None, tls_dir: Path | None) -> AsyncIterator
                     await process.wait()
 
 
+def anchor_loop() -> str:
+    """The services' event loop, which the Python anchor runs on too."""
+    name = os.environ.get("SHOP_EVENT_LOOP", "uvloop").strip().lower()
+    return name if name in EVENT_LOOPS else "uvloop"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m loadtest.anchor", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--loop",
+        choices=sorted(EVENT_LOOPS),
+        default=anchor_loop(),
+        help="the event loop to serve on (default: SHOP_EVENT_LOOP, else uvloop, as the services)",
+    )
     parser.add_argument("-cert", type=Path, help="serve mutual TLS with this certificate (PEM)")
     parser.add_argument("-key", type=Path, help="its private key (PEM)")
     parser.add_argument("-ca", type=Path, help="the CA client certificates must be signed by")
     args = parser.parse_args()
     tls = TlsFiles.read(args.ca, args.cert, args.key) if args.cert else None
+    use_event_loop(args.loop)
     asyncio.run(serve(args.port, tls))
 
 

@@ -17,7 +17,7 @@ from shop_devstack.procs import StackError as PortsError
 from shop_devstack.stack import Ports, client_tls_from_env
 
 from loadtest import charts, ghz, notification, profiles, report, slo, telemetry_tax
-from loadtest.anchor import Anchor, AnchorError, anchors
+from loadtest.anchor import Anchor, AnchorError, anchor_loop, anchors
 from loadtest.profiles import Job, Plan, Profile, ProfileError
 from loadtest.results import Row, knee, recovery_seconds, step_table
 from loadtest.sampler import Sampler
@@ -90,7 +90,10 @@ async def _anchor_outcomes(
     if key not in ctx.anchor_cache:
         measured = []
         for anchor in ctx.anchors:
-            print(f"[anchor] {anchor.name}: the same settings against Health/Check", flush=True)
+            loop = f" on {anchor_loop()}" if anchor.name == "python" else ""
+            print(
+                f"[anchor] {anchor.name}{loop}: the same settings against Health/Check", flush=True
+            )
             stems = [_stem(ctx, profile.name, j.label, f"anchor-{anchor.name}") for j in jobs]
             outcomes, _ = await _run_together(ctx, jobs, anchor, stems)
             measured.append(outcomes)

@@ -7,6 +7,7 @@ Faust worker until SIGTERM/SIGINT. Everything is built here, at run time, never 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import NoReturn
 import faust
 import grpc
 import structlog
+import uvloop
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TopicT
 from mode import ServiceT
@@ -54,6 +56,19 @@ class ServiceParts:
 Wire = Callable[[ServiceSettings, ShopApp], ServiceParts]
 
 
+def use_event_loop(name: str) -> None:
+    """Makes every loop this process creates from now on a `name` loop ("uvloop" or "asyncio").
+
+    Set before anything makes a loop: the Faust worker's, and the one its consumer thread makes
+    for itself. uvloop served CreateOrder about a fifth faster than the stdlib's loop, the same
+    code otherwise (README, "Numbers"); grpc.aio, aiokafka and Faust all run on it.
+    """
+    if name == "uvloop":
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+
+
 def run_service(service: str, wire: Wire) -> NoReturn:
     try:
         settings = ServiceSettings.from_env(service)
@@ -61,6 +76,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
+    use_event_loop(settings.event_loop)
     log_config = configure_logging(service, settings.log_level, settings.log_format)
     telemetry = Telemetry(service)
     telemetry.start()
@@ -110,6 +126,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
     log.info(
         "service_starting",
         grpc=settings.grpc_address,
+        event_loop=settings.event_loop,
         metrics=f"{settings.bind_host}:{settings.metrics_port}",
         kafka=settings.kafka_bootstrap_servers,
         tls=str(settings.tls.cert) if settings.tls else "off",

@@ -147,6 +147,10 @@ class GrpcLimits:
         )
 
 
+# The event loops a service can run on: uvloop (libuv) by default, the stdlib's for comparison.
+EVENT_LOOPS = frozenset({"uvloop", "asyncio"})
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """What the chassis needs to run one service process."""
@@ -166,6 +170,7 @@ class ServiceSettings:
     retention: Retention
     tls: TlsFiles | None  # SHOP_TLS=1: this service's certificate, key and the CA (tls.py)
     grpc_limits: GrpcLimits
+    event_loop: str = "uvloop"  # SHOP_EVENT_LOOP: "uvloop" or "asyncio" (the stdlib's)
 
     @property
     def grpc_address(self) -> str:
@@ -197,6 +202,9 @@ class ServiceSettings:
                 f"KAFKA_CONSUMER_GROUP is no longer read; set {prefix}_KAFKA_CONSUMER_GROUP"
                 " (each service has its own consumer group)"
             )
+        event_loop = env.text("SHOP_EVENT_LOOP", "uvloop").lower()
+        if event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"SHOP_EVENT_LOOP must be uvloop or asyncio, got {event_loop!r}")
         var_dir = Path(env.text("SHOP_VAR_DIR", "var")).resolve()
         return cls(
             service=service,
@@ -218,4 +226,5 @@ class ServiceSettings:
             retention=Retention.from_env(env),
             tls=service_tls(env, service, default_dir=var_dir / "certs"),
             grpc_limits=GrpcLimits.from_env(env),
+            event_loop=event_loop,
         )

@@ -52,6 +52,13 @@ def test_the_unprefixed_consumer_group_variable_is_refused_naming_its_replacemen
         ServiceSettings.from_env("notifier", {"KAFKA_CONSUMER_GROUP": "shop"})
 
 
+def test_services_run_on_uvloop_unless_the_stdlib_loop_is_asked_for() -> None:
+    assert ServiceSettings.from_env("orders", {}).event_loop == "uvloop"
+    assert ServiceSettings.from_env("orders", {"SHOP_EVENT_LOOP": "AsyncIO"}).event_loop == (
+        "asyncio"
+    )
+
+
 def test_data_dir_is_the_services_own_folder_under_var() -> None:
     settings = ServiceSettings.from_env("notifier", {"SHOP_VAR_DIR": "/srv/shop"})
     assert settings.data_dir == Path("/srv/shop/notifier")
@@ -70,6 +77,7 @@ def test_data_dir_is_the_services_own_folder_under_var() -> None:
         ({"PROCESSED_EVENTS_RETENTION_SECONDS": "0"}, "PROCESSED_EVENTS_RETENTION_SECONDS"),
         ({"PRUNE_INTERVAL_SECONDS": "-5"}, "PRUNE_INTERVAL_SECONDS"),
         ({"SHOP_TLS": "maybe"}, "SHOP_TLS"),
+        ({"SHOP_EVENT_LOOP": "tokio"}, "SHOP_EVENT_LOOP"),
     ],
 )
 def test_a_malformed_variable_fails_fast_and_is_named(environ: dict[str, str], named: str) -> None:
