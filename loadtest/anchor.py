@@ -94,9 +94,12 @@ async def _start(
 
 
 @contextlib.asynccontextmanager
-async def anchors(go_binary: Path | None, tls_dir: Path | None) -> AsyncIterator[list[Anchor]]:
-    """Starts the Python anchor (and the Go one unless `go_binary` is None), over mutual TLS
-    with certificates made in `tls_dir` when it is given; stops them."""
+async def anchors(
+    go_binary: Path | None, tls_dir: Path | None, loop: str | None = None
+) -> AsyncIterator[list[Anchor]]:
+    """Starts the Python anchor on `loop` (default: the services' loop) and the Go one unless
+    `go_binary` is None, over mutual TLS with certificates made in `tls_dir` when it is given;
+    stops them."""
     processes: list[asyncio.subprocess.Process] = []
     server_flags: list[str] = []
     client: TlsFiles | None = None
@@ -111,7 +114,15 @@ async def anchors(go_binary: Path | None, tls_dir: Path | None) -> AsyncIterator
             await _start(
                 processes,
                 "python",
-                [sys.executable, "-m", "loadtest.anchor", "--port", str(port), *server_flags],
+                [
+                    sys.executable,
+                    "-m",
+                    "loadtest.anchor",
+                    "--port",
+                    str(port),
+                    f"--loop={loop or anchor_loop()}",
+                    *server_flags,
+                ],
                 {},
                 f"{HOST}:{port}",
                 client,

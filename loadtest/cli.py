@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shop_chassis.settings import EVENT_LOOPS
 from shop_devstack.procs import StackError as PortsError
 from shop_devstack.stack import Ports, client_tls_from_env
 
@@ -41,6 +42,7 @@ class Context:
     # Anchor measurements by their ghz settings: the same settings are measured once a run.
     anchor_cache: dict[str, list[list[ghz.Outcome]]] = field(default_factory=dict)
     taxes: dict[str, TaxReport] = field(default_factory=dict)  # by telemetry_tax profile
+    anchor_loop: str = "uvloop"  # the Python anchor's event loop
 
 
 def _stem(ctx: Context, *parts: str) -> Path:
@@ -90,7 +92,7 @@ async def _anchor_outcomes(
     if key not in ctx.anchor_cache:
         measured = []
         for anchor in ctx.anchors:
-            loop = f" on {anchor_loop()}" if anchor.name == "python" else ""
+            loop = f" on {ctx.anchor_loop}" if anchor.name == "python" else ""
             print(
                 f"[anchor] {anchor.name}{loop}: the same settings against Health/Check", flush=True
             )
@@ -337,6 +339,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-go-anchor", action="store_true", help="measure the Python anchor only"
     )
+    parser.add_argument(
+        "--anchor-loop",
+        choices=sorted(EVENT_LOOPS),
+        default=anchor_loop(),
+        help="the Python anchor's event loop (default: the services', SHOP_EVENT_LOOP or uvloop)",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "var" / "bench", help="run folders")
     args = parser.parse_args(argv)
     args.profiles = list(dict.fromkeys(n for item in args.profiles for n in item.split(",") if n))
@@ -390,14 +398,25 @@ async def run(
         "slo_file": str(args.slo),
         "cpus": os.cpu_count(),
         "load_average_at_start": list(os.getloadavg()),
+        "anchor_loop": args.anchor_loop,
     }
     rows: list[Row] = []
     sampled: dict[str, dict[str, dict[str, list[float]]]] = {}
     verdicts: list[slo.Verdict] = []
     anchor_certs = run_dir / "anchor-certs" if target.tls else None
-    async with anchors(None if args.no_go_anchor else args.go_anchor, anchor_certs) as started:
+    async with anchors(
+        None if args.no_go_anchor else args.go_anchor, anchor_certs, args.anchor_loop
+    ) as started:
         ctx = Context(
-            run_dir, target, args.ghz, args.ghz_html, started, rules, values, sku=args.sku
+            run_dir,
+            target,
+            args.ghz,
+            args.ghz_html,
+            started,
+            rules,
+            values,
+            sku=args.sku,
+            anchor_loop=args.anchor_loop,
         )
         for profile in chosen:
             profile_rows, series = await run_profile(ctx, profile)

@@ -33,6 +33,7 @@ DEFAULT_PROFILES = (
     "spike",
     "mixed",
     "notification",
+    "notify_steady",
 )
 MAX_TAX_ROUNDS = 10
 MAX_DURATION_S = 3600.0
