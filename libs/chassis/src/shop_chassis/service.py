@@ -23,6 +23,7 @@ from mode import ServiceT
 
 from shop_chassis.db import MigrationFailed
 from shop_chassis.grpc import GrpcServerService, Registrar
+from shop_chassis.heap import StartupHeapFreeze
 from shop_chassis.kafka import (
     ConsumerLagMonitor,
     RebalanceCounter,
@@ -123,6 +124,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         ),
         stop_first=True,
     )
+    app.host(StartupHeapFreeze())  # after the server: what it built to serve is frozen too
     log.info(
         "service_starting",
         grpc=settings.grpc_address,
