@@ -296,7 +296,7 @@ async def test_every_dashboard_query_names_a_metric_that_exists(stack: Stack, sh
 
 def test_each_service_froze_its_startup_heap_once_serving(stack: Stack) -> None:
     # shop_chassis.heap: collections then skip what the service built to start (≈ 110k
-    # objects), which made each full collection stop the process for 65-200 ms under load.
+    # objects), which made each full collection stop the process for 50-200 ms under load.
     for service in ("orders", "inventory", "notifier"):
         events = [
             json.loads(line)

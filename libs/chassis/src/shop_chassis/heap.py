@@ -4,7 +4,7 @@ starts is frozen once it serves.
 A started service holds ≈ 110-120 thousand objects that live as long as the process (modules,
 classes, protobuf descriptors, SQLAlchemy metadata, Faust's app). CPython's oldest-generation
 collection walks all of them: under CreateOrder load each service ran one every 5-10 s, and each
-stopped its process for 86-200 ms, longer than the calls' p99 target. `gc.freeze()` moves
+stopped its process for 50-200 ms, longer than the calls' p99 target. `gc.freeze()` moves
 them to the permanent generation, which collections skip; the same collections then took ≈ 2 ms
 (README, "Numbers"). What is frozen is never collected, so the heap is collected first: only
 what is still reachable at that moment stays for good.
