@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
 
 import structlog
 from mode import Service
@@ -38,9 +37,6 @@ def freeze_startup_heap() -> int:
 
 class StartupHeapFreeze(Service):
     """Freezes the heap when it starts: hosted after the gRPC server, so once it serves."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         freeze_startup_heap()
