@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -24,11 +23,10 @@ import structlog
 from faust.types import EventT, TopicT
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Column, DateTime, Index, Insert, MetaData, String, Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
-from shop_chassis.db import DatabaseUnavailable
+from shop_chassis.db import DatabaseUnavailable, insert_ignoring_conflicts
 from shop_chassis.kafka import DEAD_LETTER_MAX_BYTES, ShopApp, declare_topic
 from shop_chassis.outbox import now
 from shop_chassis.settings import ServiceSettings
@@ -243,14 +241,7 @@ def first_delivery(connection: Connection, processed: Table, event_id: str) -> b
     error aborts the transaction (as one would on PostgreSQL).
     """
     recorded = connection.execute(
-        _record_delivery(processed, connection.dialect.name),
+        insert_ignoring_conflicts(processed, connection.dialect.name),
         {"event_id": event_id, "processed_at": now()},
     )
     return recorded.rowcount == 1
-
-
-@cache
-def _record_delivery(processed: Table, dialect: str) -> Insert:
-    # Both databases spell it INSERT ... ON CONFLICT DO NOTHING; SQLAlchemy builds it per dialect.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(processed).on_conflict_do_nothing()

@@ -16,12 +16,11 @@ from datetime import datetime
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from shop_chassis.db import Database
+from shop_chassis.db import Database, insert_ignoring_conflicts
 from shop_chassis.events import first_delivery
 from shop_chassis.kafka import INVENTORY_TOPIC
 from shop_chassis.outbox import add_events
 from sqlalchemy import Integer, String, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from inventory.adapters.tables import (
@@ -84,11 +83,7 @@ _RESERVATION = (
 )
 # An order that has a reservation inserts nothing, and no error aborts the transaction (as
 # one would on PostgreSQL); a concurrent first attempt waits for the other to commit.
-# Both databases spell it INSERT ... ON CONFLICT DO NOTHING; SQLAlchemy builds it per dialect.
-_INSERT_RESERVATION = {
-    "postgresql": postgresql.insert(reservations).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(reservations).on_conflict_do_nothing(),
-}
+# Both databases spell it INSERT ... ON CONFLICT DO NOTHING (insert_ignoring_conflicts).
 _INSERT_LINES = reservation_lines.insert()
 _SET_STATUS = (
     update(reservations)
@@ -141,7 +136,7 @@ class SqlStockRepository:
 
     def add_reservation(self, order_id: str, attempt_id: str | None, moment: datetime) -> bool:
         inserted = self.connection.execute(
-            _INSERT_RESERVATION[self.connection.dialect.name],
+            insert_ignoring_conflicts(reservations, self.connection.dialect.name),
             {
                 "order_id": order_id,
                 "status": ReservationStatus.HELD.value,
