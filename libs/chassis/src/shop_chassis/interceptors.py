@@ -75,6 +75,9 @@ def status_code(context: Context, error: BaseException | None) -> grpc.StatusCod
         return code
     if isinstance(code, int):  # grpc.aio may hand back the raw integer
         return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    if isinstance(error, asyncio.CancelledError):
+    # GeneratorExit: a server stream closed from outside, at a `yield`, because nobody reads
+    # it any more (the caller went away); grpc.aio leaves that to the async generator's
+    # finalizer, which runs later, so it is no server error either.
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN

@@ -134,18 +134,44 @@ class ServerTracingInterceptor(HandlerWrappingInterceptor):
         attributes = _rpc_attributes(method)
 
         async def server_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            with self._span(method, attributes, context) as span:
-                error: BaseException | None = None
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    _end(span, context, error)
+            # The span is current only while the handler runs (each step of its iterator),
+            # never across a `yield`: a stream the caller abandons is closed at its `yield` by
+            # the generator's finalizer, in another context, where a context attached here
+            # could not be detached.
+            span = self._start_span(method, attributes, context)
+            in_span = trace.set_span_in_context(span)
+            responses = behavior(request, context).__aiter__()
+            error: BaseException | None = None
+            try:
+                while True:
+                    token = otel_context.attach(in_span)
+                    try:
+                        response = await anext(responses)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        otel_context.detach(token)
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _end(span, context, error)
+                span.end()
+                await _close(responses)
 
         return server_stream
+
+    def _start_span(self, method: str, attributes: dict[str, str], context: Context) -> trace.Span:
+        parent = propagate.extract(dict(context.invocation_metadata() or ()))
+        return self.tracer.start_span(
+            method,
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     def _span(
         self, method: str, attributes: dict[str, str], context: Context
@@ -159,6 +185,13 @@ class ServerTracingInterceptor(HandlerWrappingInterceptor):
             record_exception=False,
             set_status_on_exception=False,
         )
+
+
+async def _close(responses: AsyncIterator[Any]) -> None:
+    """Closes the handler's iterator (an async generator) when the stream ends early."""
+    aclose = getattr(responses, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _rpc_attributes(method: str) -> dict[str, str]:
