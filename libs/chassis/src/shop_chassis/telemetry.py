@@ -176,12 +176,10 @@ class ServerTracingInterceptor(HandlerWrappingInterceptor):
     def _span(
         self, method: str, attributes: dict[str, str], context: Context
     ) -> AbstractContextManager[trace.Span]:
-        parent = propagate.extract(dict(context.invocation_metadata() or ()))
-        return self.tracer.start_as_current_span(
-            method,
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes=attributes,
+        """The span, current until the block ends, and then ended."""
+        return trace.use_span(
+            self._start_span(method, attributes, context),
+            end_on_exit=True,
             record_exception=False,
             set_status_on_exception=False,
         )
