@@ -15,7 +15,7 @@ FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv
 # ---- build: generate the protobuf code, then a venv of the services from uv.lock ----------
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /bin/uv
-ENV UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1
+ENV UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy
 WORKDIR /src
 COPY . .
 # The generated code is not in git (README: "Generated code"): make it as `make proto` does,
@@ -31,7 +31,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # links to /src, so the venv alone is the application.
 RUN --mount=type=cache,target=/root/.cache/uv \
     for service in services/*/; do packages="$packages --package shop-$(basename "$service")"; done \
- && UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --locked --no-dev --no-editable $packages
+ && UV_PROJECT_ENVIRONMENT=/app/.venv uv sync --locked --no-dev --no-editable $packages \
+ && /app/.venv/bin/python -OO -m compileall -q -j 0 /app/.venv/lib
 
 # ---- runtime: the venv and nothing else, as a non-root user --------------------------------
 FROM ${PYTHON_IMAGE}
@@ -39,11 +40,16 @@ RUN groupadd --system --gid 10001 shop \
  && useradd --system --uid 10001 --gid shop --no-create-home --shell /usr/sbin/nologin shop \
  && install -d -o shop -g shop /var/lib/shop
 COPY --from=build /app/.venv /app/.venv
+# The services run as `python -OO` (PYTHONOPTIMIZE=2, below): no docstrings or asserts in
+# memory, ≈ 6 MiB less each (README, "Numbers"). Their bytecode is compiled for that here and
+# in the build stage, as the container writes none (PYTHONDONTWRITEBYTECODE).
+RUN python -OO -m compileall -q -j 0 "$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 # SHOP_BIND_HOST: a container is reached from outside its loopback. SHOP_VAR_DIR: SQLite files
 # and Faust's local state (mount a volume; on Kubernetes an emptyDir, the data is PostgreSQL).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONOPTIMIZE=2 \
     SHOP_BIND_HOST=0.0.0.0 \
     SHOP_VAR_DIR=/var/lib/shop \
     LOG_FORMAT=json

@@ -24,7 +24,7 @@ import grpc
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop_chassis.tls import TLS_DIR, TlsFiles
 from shop_devstack.procs import free_port
-from shop_devstack.stack import certs_dir, grpc_serving, open_channel
+from shop_devstack.stack import certs_dir, grpc_serving, open_channel, service_python_env
 
 from loadtest.ghz import HOST, Outcome, latency_percentiles
 from loadtest.stack import StackError, Target, create_orders
@@ -189,6 +189,7 @@ async def untraced_orders(
         "INVENTORY_ADDRESS": target.grpc["inventory"],
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
+        **service_python_env(),  # run as the stack's orders is, but for the tracing
         # SHOP_TLS=1 comes with the bench's environment; the certificates are the stack's,
         # not under this process's own SHOP_VAR_DIR.
         **({TLS_DIR: str(certs_dir())} if target.tls else {}),

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from shop.orders.v1 import orders_pb2
-from shop_devstack.stack import Stack, repo_root
+from shop_devstack.stack import Stack, repo_root, service_python_env
 from shop_devstack.testing import Shop, eventually, new_customer, samples, scrape, value
 from shop_devstack.trace import Span, find_order_traces, spans_of, waterfall
 
@@ -305,3 +305,16 @@ def test_each_service_froze_its_startup_heap_once_serving(stack: Stack) -> None:
         ]
         assert events, f"{service} logged no startup_heap_frozen"
         assert events[-1]["objects"] > 50_000, events[-1]
+
+
+def test_each_service_runs_as_python_oo(stack: Stack) -> None:
+    # Docstrings and asserts stay out of memory: ≈ 6 MiB of resident memory per service.
+    expected = int(service_python_env()["PYTHONOPTIMIZE"])
+    for service in ("orders", "inventory", "notifier"):
+        starts = [
+            json.loads(line)
+            for line in (stack.var_dir / "logs" / f"{service}.log").read_text().splitlines()
+            if '"service_starting"' in line
+        ]
+        assert starts, f"{service} logged no service_starting"
+        assert starts[-1]["python_optimize"] == expected, starts[-1]

@@ -129,6 +129,7 @@ def run_service(service: str, wire: Wire) -> NoReturn:
         "service_starting",
         grpc=settings.grpc_address,
         event_loop=settings.event_loop,
+        python_optimize=sys.flags.optimize,  # 2 as the devstack and the image run it (-OO)
         metrics=f"{settings.bind_host}:{settings.metrics_port}",
         kafka=settings.kafka_bootstrap_servers,
         tls=str(settings.tls.cert) if settings.tls else "off",

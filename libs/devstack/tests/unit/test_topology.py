@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from shop_devstack.stack import CLUSTER, SINGLE, Ports, Stack
 
 
@@ -33,6 +34,15 @@ def test_one_node_stack_reaches_one_inventory_and_one_broker() -> None:
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
     assert "ORDERS_DATABASE_URL" not in env  # SQLite, in the service's own folder
     assert "KAFKA_REPLICATION_FACTOR" not in env
+
+
+def test_services_run_without_docstrings_and_asserts_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTHONOPTIMIZE", raising=False)
+    assert stack(SINGLE).service_env("orders")["PYTHONOPTIMIZE"] == "2"
+    monkeypatch.setenv("PYTHONOPTIMIZE", "0")
+    assert stack(CLUSTER).service_env("notifier", replica=2)["PYTHONOPTIMIZE"] == "0"
 
 
 def test_cluster_replicas_share_a_postgres_database_and_balance_over_every_inventory() -> None:
