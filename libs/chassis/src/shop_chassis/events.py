@@ -241,7 +241,7 @@ def first_delivery(connection: Connection, processed: Table, event_id: str) -> b
     error aborts the transaction (as one would on PostgreSQL).
     """
     recorded = connection.execute(
-        insert_ignoring_conflicts(processed, connection.dialect.name),
+        insert_ignoring_conflicts(processed),
         {"event_id": event_id, "processed_at": now()},
     )
     return recorded.rowcount == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 import structlog
-from faust.contrib.opentelemetry import OpenTelemetrySensor
+from faust.contrib.opentelemetry import INSTRUMENTATION_NAME, OpenTelemetrySensor
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -216,6 +216,10 @@ class KafkaProcessTracing(OpenTelemetrySensor):
     """
 
     def __init__(self, handled_event_types: Mapping[str, frozenset[str]], **kwargs: Any) -> None:
+        # Faust's sensor asks `trace.get_tracer()` for its tracer on every event (≈ 8 µs, the
+        # largest piece of this sensor in the notifier's profile). Asked once here, before or
+        # after Telemetry.start(): a tracer got before the provider is set follows it once set.
+        kwargs.setdefault("tracer", trace.get_tracer(INSTRUMENTATION_NAME))
         super().__init__(**kwargs)
         self.handled_event_types = handled_event_types
 

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,16 @@ from shop_chassis.db import (
     MigrationFailed,
     SqliteDatabase,
     default_url,
+    insert_ignoring_conflicts,
     open_database,
 )
 from shop_chassis.settings import SettingsError
 from shop_devstack.procs import free_port
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 
 
 def test_a_url_of_another_kind_is_refused_naming_the_variable() -> None:
@@ -140,6 +144,30 @@ async def test_a_budget_counts_statements_and_write_units(tmp_path: Path) -> Non
         await database.read(lambda c: c.execute(text("SELECT x FROM t")).all())
 
     assert (counted.count, counted.writes) == (3, 1)
+    await database.dispose()
+
+
+async def test_a_budget_names_statements_sqlalchemy_cannot_cache(tmp_path: Path) -> None:
+    # SQLAlchemy 2.0 compiles its dialects' ON CONFLICT DO NOTHING on every execution; the
+    # chassis's insert_ignoring_conflicts is the same statement in a form it caches.
+    database = open_database(default_url(tmp_path))
+    table = Table("t", MetaData(), Column("x", Integer, primary_key=True))
+    await database.write(lambda c: table.metadata.create_all(c), name="setup")
+
+    def insert_twice(statement: Executable) -> Callable[[Connection], list[int]]:
+        return lambda c: [c.execute(statement, {"x": 1}).rowcount for _ in range(2)]
+
+    with database.counting_statements() as dialects:
+        inserted = await database.write(
+            insert_twice(sqlite.insert(table).on_conflict_do_nothing()), name="dialect's"
+        )
+    assert inserted == [1, 0]
+    assert dialects.uncached == ["INSERT INTO t (x) VALUES (?) ON CONFLICT DO NOTHING"] * 2
+
+    with database.counting_statements() as chassis:
+        inserted = await database.write(insert_twice(insert_ignoring_conflicts(table)), name="ours")
+    assert inserted == [0, 0]  # x = 1 is there already
+    assert (chassis.count, chassis.uncached) == (2, [])
     await database.dispose()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from faust.types import TP
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -49,3 +51,19 @@ def test_an_event_the_consumer_skips_gets_no_span() -> None:
     deliver(sensor_with(exporter), b"OrderConfirmed")
 
     assert exporter.get_finished_spans() == ()
+
+
+def test_the_sensor_asks_for_its_tracer_once_not_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    get_tracer = trace.get_tracer
+
+    def counting(name: str, *args: object, **kwargs: object) -> trace.Tracer:
+        asked.append(name)
+        return get_tracer(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trace, "get_tracer", counting)
+    sensor = KafkaProcessTracing({TOPIC: frozenset({"OrderCancelled"})})
+    for _ in range(3):
+        deliver(sensor, b"OrderCancelled")
+
+    assert asked == ["faust"]

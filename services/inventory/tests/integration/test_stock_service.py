@@ -283,6 +283,7 @@ async def test_a_reservation_of_n_lines_is_n_plus_3_statements(
     # the reservation with its attempt id, one conditional update per line, the lines
     # (one multi-row insert), the events (one multi-row insert, StockLow for LAMP-DESK too)
     assert counted.count == lines + 3
+    assert counted.uncached == []  # each compiled once, then cached
 
 
 async def test_a_repeated_reservation_is_three_statements(
@@ -337,6 +338,7 @@ async def test_a_cancelled_order_event_is_one_statement_more_than_a_release(
         await stock.on_order_cancelled(events_pb2.OrderCancelled(event_id=new_id(), order_id=order))
 
     assert counted.count == 1 + (1 + 3)  # recording the event id, then the release
+    assert counted.uncached == []
 
 
 async def test_an_adjustment_is_one_statement_and_one_more_for_stock_low(

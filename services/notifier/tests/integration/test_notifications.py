@@ -130,6 +130,7 @@ async def test_storing_a_notification_is_one_write_of_two_statements(
 
     assert first.count == 2  # the dedupe record, the notification
     assert redelivered.count == 1  # the dedupe record, refused by its primary key
+    assert first.uncached + redelivered.uncached == []  # each compiled once, then cached
 
 
 @pytest.mark.parametrize(

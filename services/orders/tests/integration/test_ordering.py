@@ -116,6 +116,7 @@ async def test_create_order_is_one_write_of_three_statements(
     assert (without_request_id.count, without_request_id.writes) == (3, 1)
     # plus the read that makes a retry return the stored order instead of reserving again
     assert (with_request_id.count, with_request_id.writes) == (4, 1)
+    assert without_request_id.uncached + with_request_id.uncached == []  # compiled once, cached
 
 
 async def test_cancel_order_is_one_write_of_three_statements(
@@ -127,6 +128,7 @@ async def test_cancel_order_is_one_write_of_three_statements(
         await ordering.cancel_order(order.order_id, "changed mind")
 
     assert (counted.count, counted.writes) == (3, 1)  # read (locked), update, outbox row
+    assert counted.uncached == []
 
 
 async def test_concurrent_retries_of_one_request_store_one_order(

@@ -136,7 +136,7 @@ class SqlStockRepository:
 
     def add_reservation(self, order_id: str, attempt_id: str | None, moment: datetime) -> bool:
         inserted = self.connection.execute(
-            insert_ignoring_conflicts(reservations, self.connection.dialect.name),
+            insert_ignoring_conflicts(reservations),
             {
                 "order_id": order_id,
                 "status": ReservationStatus.HELD.value,
