@@ -25,13 +25,15 @@ MAX_IN_FLIGHT = 256
 
 @dataclass
 class RateResult:
-    """One rate of the plan: `latencies_ms` are CreateOrder returned -> arrived on stream."""
+    """One rate of the plan: `latencies_ms` are CreateOrder returned -> arrived on stream;
+    `create_latencies_ms` are the CreateOrder calls themselves (sent -> returned)."""
 
     target_rate: float
     placed: int = 0
     achieved_rate: float = 0.0
     failures: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    create_latencies_ms: list[float] = field(default_factory=list)
     missing: int = 0
     problem: str = ""
 
@@ -154,11 +156,13 @@ async def _one_rate(
     in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def place() -> None:
+        sent = time.perf_counter()
         try:
             order = await orders.CreateOrder(
                 order_request(customer, plan.sku), timeout=CREATE_TIMEOUT_S
             )
             returned[order.order_id] = time.perf_counter()
+            result.create_latencies_ms.append((returned[order.order_id] - sent) * 1000)
         except grpc.aio.AioRpcError as exc:
             result.failures[exc.code().name] += 1
         finally:
