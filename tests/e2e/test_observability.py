@@ -113,17 +113,19 @@ async def test_a_cancellation_is_one_trace_through_release_and_notification(
     assert by[released] in ancestors(by[stock_released], spans)
 
 
+def log_lines(stack: Stack, service: str, containing: str) -> list[dict[str, Any]]:
+    """The service's JSON log lines that contain `containing`, parsed."""
+    log = stack.var_dir / "logs" / f"{service}.log"
+    return [json.loads(line) for line in log.read_text().splitlines() if containing in line]
+
+
 async def test_log_lines_of_a_request_carry_its_trace_id(stack: Stack, shop: Shop) -> None:
     order = await shop.create_order(new_customer(), {"SOCKS-3P": 1})
     trace = await order_trace(
         stack, order.order_id, "/shop.orders.v1.OrderService/CreateOrder", PROCESSED_BY_NOTIFIER
     )
 
-    lines = []
-    for service in ("orders", "inventory"):
-        for line in (stack.var_dir / "logs" / f"{service}.log").read_text().splitlines():
-            if order.order_id in line:
-                lines.append(json.loads(line))
+    lines = [line for s in ("orders", "inventory") for line in log_lines(stack, s, order.order_id)]
     assert {line["event"] for line in lines} >= {"order_confirmed", "stock_reserved"}
     assert {line["trace_id"] for line in lines} == {trace["traceID"]}
     assert all(line["span_id"] and line["level"] and line["service"] for line in lines)
@@ -298,11 +300,7 @@ def test_each_service_froze_its_startup_heap_once_serving(stack: Stack) -> None:
     # shop_chassis.heap: collections then skip what the service built to start (≈ 110k
     # objects), which made each full collection stop the process for 50-200 ms under load.
     for service in ("orders", "inventory", "notifier"):
-        events = [
-            json.loads(line)
-            for line in (stack.var_dir / "logs" / f"{service}.log").read_text().splitlines()
-            if '"startup_heap_frozen"' in line
-        ]
+        events = log_lines(stack, service, '"startup_heap_frozen"')
         assert events, f"{service} logged no startup_heap_frozen"
         assert events[-1]["objects"] > 50_000, events[-1]
 
@@ -311,10 +309,6 @@ def test_each_service_runs_as_python_oo(stack: Stack) -> None:
     # Docstrings and asserts stay out of memory: ≈ 6 MiB of resident memory per service.
     expected = int(service_python_env()["PYTHONOPTIMIZE"])
     for service in ("orders", "inventory", "notifier"):
-        starts = [
-            json.loads(line)
-            for line in (stack.var_dir / "logs" / f"{service}.log").read_text().splitlines()
-            if '"service_starting"' in line
-        ]
+        starts = log_lines(stack, service, '"service_starting"')
         assert starts, f"{service} logged no service_starting"
         assert starts[-1]["python_optimize"] == expected, starts[-1]
