@@ -270,20 +270,23 @@ class Database(ABC):
     @contextmanager
     def counting_statements(self) -> Iterator[StatementCount]:
         """Counts the statements that reach the driver, and the write units, while the block
-        runs (the budget tests)."""
+        runs, and names the statements SQLAlchemy compiled because it could not cache them
+        (the budget tests)."""
         counted = StatementCount()
         statements, writes = self.statements_executed, self.writes
-        uncached = len(self.uncached_statements)
-        self._counting += 1
+        with self._counter_lock:
+            uncached = len(self.uncached_statements)
+            self._counting += 1
         try:
             yield counted
         finally:
-            self._counting -= 1
+            with self._counter_lock:  # the writer thread appends to it
+                self._counting -= 1
+                counted.uncached = self.uncached_statements[uncached:]
+                if not self._counting:
+                    self.uncached_statements.clear()
             counted.count = self.statements_executed - statements
             counted.writes = self.writes - writes
-            counted.uncached = self.uncached_statements[uncached:]
-            if not self._counting:
-                self.uncached_statements.clear()
 
     def _count_statements(self, engine: Engine) -> None:
         @event.listens_for(engine, "before_cursor_execute")
@@ -474,7 +477,8 @@ def insert_ignoring_conflicts(table: Table) -> TextClause:
     cache its dialects' `insert(...).on_conflict_do_nothing()`: it compiled that statement on
     every execution, ≈ 45-60 µs each time, the largest piece of a consumer's dedupe record in
     a profile (README, "The data path"). It also spares a SQLite service the PostgreSQL
-    dialect's import (≈ 5 MiB).
+    dialect's import (≈ 5 MiB). Names go in as they are: the shop's tables and columns need no
+    quoting on either database.
     """
     columns = list(table.columns)
     names = ", ".join(column.name for column in columns)
