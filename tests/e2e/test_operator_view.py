@@ -271,8 +271,14 @@ async def test_following_logs_shows_each_new_line_and_ends_clean_on_ctrl_c(
         await adjusted(f"after-{uuid.uuid4().hex[:8]}")  # so this one came through following
     finally:
         follower.send_signal(signal.SIGINT)
-        await asyncio.wait_for(follower.wait(), 10)
-        await reading
+        try:
+            await asyncio.wait_for(follower.wait(), 10)
+        except TimeoutError:
+            follower.kill()  # a test leaves no process of its own behind
+            await follower.wait()
+            pytest.fail("`shop-stack logs` was still following 10 s after its Ctrl-C")
+        finally:
+            await reading
 
     assert follower.returncode == 0
     assert follower.stderr is not None and await follower.stderr.read() == b""
