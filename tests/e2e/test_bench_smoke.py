@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from shop_devstack.stack import Stack
+from shop_devstack.testing import finished
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ async def bench(stack: Stack, out_dir: Path, *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 90)
+    output, _ = await finished(process, 90)
     assert process.returncode is not None
     return process.returncode, output.decode()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from shop_devstack.stack import Stack
-from shop_devstack.testing import Shop, eventually, new_customer
+from shop_devstack.testing import Shop, eventually, finished, new_customer
 from shop_devstack.trace import find_order_traces, trace_url
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ async def render(stack: Stack, url: str, profile: Path) -> str:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    dom, errors = await asyncio.wait_for(process.communicate(), timeout=120)
+    dom, errors = await finished(process, 120)
     assert process.returncode == 0, errors.decode(errors="replace")[-2000:]
     return dom.decode()
 

@@ -23,7 +23,7 @@ from shop_chassis.kafka import ORDERS_TOPIC
 from shop_devstack.procs import free_port
 from shop_devstack.prometheus import Prometheus
 from shop_devstack.stack import Stack
-from shop_devstack.testing import Shop, eventually, new_customer
+from shop_devstack.testing import Shop, eventually, finished, new_customer
 from shop_devstack.trace import find_order_traces, spans_of
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ async def devstack(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    output, _ = await finished(process, 60)
     assert process.returncode is not None
     return process.returncode, output.decode()
 

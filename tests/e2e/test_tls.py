@@ -36,7 +36,7 @@ from shop_devstack.stack import (
     grpc_serving,
     repo_root,
 )
-from shop_devstack.testing import Shop, eventually, new_customer, value
+from shop_devstack.testing import Shop, eventually, finished, new_customer, value
 
 pytestmark = pytest.mark.integration
 
@@ -230,7 +230,7 @@ async def test_make_demo_places_its_orders_with_shop_tls_set(tls_stack: Stack) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output = (await asyncio.wait_for(process.communicate(), 90))[0].decode()
+    output = (await finished(process, 90))[0].decode()
 
     assert process.returncode == 0, output
     assert "1. CreateOrder -> ORDER_STATUS_CONFIRMED" in output
@@ -248,7 +248,7 @@ async def test_make_demo_without_shop_tls_says_to_set_it(tls_stack: Stack) -> No
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+    output = (await finished(process, 60))[0].decode()
 
     assert process.returncode == 1
     assert "run this with SHOP_TLS=1 too" in output
@@ -272,7 +272,7 @@ async def test_the_bench_measures_the_stack_and_its_anchors_over_mutual_tls(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output = (await asyncio.wait_for(process.communicate(), 180))[0].decode()
+    output = (await finished(process, 180))[0].decode()
 
     summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
     assert process.returncode == 0, output

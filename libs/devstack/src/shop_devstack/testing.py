@@ -85,6 +85,21 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 20.0) ->
             await asyncio.sleep(0.1)
 
 
+async def finished(process: asyncio.subprocess.Process, within: float) -> tuple[bytes, bytes]:
+    """`process.communicate()` (b"" for an output not piped), given `within` seconds; a
+    process still running then is killed and the test fails: a test leaves no process of its
+    own behind."""
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(
+            f"process {process.pid} was still running after {within:g} s (now killed)"
+        ) from None
+    return stdout or b"", stderr or b""
+
+
 def error_details(error: grpc.aio.AioRpcError) -> list[Any]:
     """The google.rpc detail messages of a failed call, unpacked."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
