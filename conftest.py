@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +38,15 @@ for _name in list(os.environ):
         ("KAFKA_", "OTEL_", "SHOP_")
     ):
         del os.environ[_name]
+
+# The processes the tests start take a Ctrl-C (SIGINT) as they would in a terminal. A shell
+# without job control (a script's `make test &`, nohup) starts its background commands with
+# SIGINT ignored, every process below inherits that, and Python keeps it ignored: `shop-stack
+# logs` would sleep through the Ctrl-C a test sends it. A handler set here is reset to the
+# default in each child as it starts.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 TEST_VAR = ROOT / "var" / "test"  # each fixture empties its own folder when it starts
 
 
